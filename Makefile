@@ -1,0 +1,39 @@
+# Cappuccino: two commands set everything up on a fresh machine.
+#   make run   - create the virtualenv, install, run the pipeline on the embedded synthetic market
+#   make test  - create the virtualenv, install, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install run test bench ui clean
+
+install: $(STAMP)
+
+# Reinstall only when the dependency list changes. torch goes first and pinned: this
+# machine serves a CPU build of 2.13.0; an unpinned torch would pull GBs of CUDA packages.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/cappuccino run
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m benchmarks.run
+
+ui: install
+	bash mlflow/ui.sh
+
+clean:
+	rm -rf $(VENV) .cappuccino .pytest_cache

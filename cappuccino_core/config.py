@@ -1,0 +1,166 @@
+"""Settings: one typed model, read from ``CAPPUCCINO_*`` variables and an optional ``cappuccino.toml``.
+
+This is the only module that reads the environment. Secrets (Alpaca keys) are ``SecretStr``:
+they print as ``**********`` and are never logged or written to disk by Cappuccino.
+
+Precedence (highest first): explicit arguments, environment variables, ``cappuccino.toml``
+(path in ``CAPPUCCINO_CONFIG``, default ``./cappuccino.toml``), defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.symbols import parse_symbol
+
+DEFAULT_SYMBOLS: tuple[str, ...] = (
+    "BTC/USD", "ETH/USD", "LTC/USD", "BCH/USD", "LINK/USD", "UNI/USD", "AAVE/USD",
+)
+
+
+class DataSourceKind(StrEnum):
+    """Where bars come from."""
+
+    SYNTHETIC = "synthetic"
+    ALPACA = "alpaca"
+    FILES = "files"
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names every offending field."""
+
+
+class Settings(BaseSettings):
+    """Everything Cappuccino can be told from outside the code."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CAPPUCCINO_",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    home: Path = Field(Path(".cappuccino"), description="Runtime home: bar store, databases, MLflow store, reports.")
+    symbols: Annotated[tuple[str, ...], NoDecode] = Field(
+        DEFAULT_SYMBOLS, description="Pairs to trade, BASE/QUOTE, comma-separated in the environment."
+    )
+    base_interval: Interval = Field(Interval.H1, description="Interval bars are fetched and stored at.")
+    history_days: int = Field(730, ge=7, le=3650, description="Days of history to ingest (default 2 years).")
+    source: DataSourceKind = Field(DataSourceKind.SYNTHETIC, description="Bar source: synthetic, alpaca or files.")
+    files_path: Path | None = Field(None, description="Directory of {BASE}-{QUOTE}_{interval}.parquet|csv files (source=files).")
+    alpaca_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("APCA_API_KEY_ID", "CAPPUCCINO_ALPACA_API_KEY", "alpaca_api_key"),
+        description="Alpaca key id (env APCA_API_KEY_ID).",
+    )
+    alpaca_secret_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("APCA_API_SECRET_KEY", "CAPPUCCINO_ALPACA_SECRET_KEY", "alpaca_secret_key"),
+        description="Alpaca secret key (env APCA_API_SECRET_KEY).",
+    )
+    alpaca_data_url: str | None = Field(None, description="Override of Alpaca's market-data base URL (tests point it at a local server).")
+    staleness_bars: float = Field(2.0, gt=0, description="A symbol is stale when its last bar closed more than this many bars ago.")
+    staleness_grace_minutes: float = Field(15.0, ge=0, description="Extra allowance on top of staleness_bars for feed latency.")
+    max_gap_bars: int = Field(3, ge=0, description="Training windows never cross a gap longer than this many missing bars.")
+    synthetic_seed: int = Field(7, description="Seed of the embedded synthetic market.")
+    synthetic_plant_strength: float = Field(
+        1.0, ge=0, description="Strength of the synthetic market's planted predictable component (0 = no edge)."
+    )
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _check_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        symbols = tuple(parse_symbol(s) for s in value)
+        if not symbols:
+            raise ValueError("at least one symbol is required")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"duplicate symbols in {list(symbols)}")
+        return symbols
+
+    @field_validator("base_interval", mode="before")
+    @classmethod
+    def _parse_interval(cls, value: Any) -> Any:
+        return Interval.parse(value) if isinstance(value, str) else value
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        # Relative paths would move with the working directory (the MLflow trap): pin them now.
+        return value.expanduser().resolve()
+
+    @property
+    def history(self) -> timedelta:
+        """History length as a ``timedelta``."""
+        return timedelta(days=self.history_days)
+
+    @property
+    def bars_dir(self) -> Path:
+        """Root of the bar store."""
+        return self.home / "store"
+
+    @property
+    def has_alpaca_keys(self) -> bool:
+        """True when both Alpaca key and secret are set."""
+        return self.alpaca_api_key is not None and self.alpaca_secret_key is not None
+
+    def staleness_limit(self, interval: Interval) -> timedelta:
+        """How old the last bar of ``interval`` may be before the symbol counts as stale."""
+        return interval.timedelta * self.staleness_bars + timedelta(minutes=self.staleness_grace_minutes)
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the settings as a JSON-friendly dict with secrets shown only as set/unset."""
+        out = self.model_dump(mode="json")
+        for key in ("alpaca_api_key", "alpaca_secret_key"):
+            out[key] = "set" if getattr(self, key) is not None else "unset"
+        return out
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("CAPPUCCINO_CONFIG", "cappuccino.toml"))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings, turning validation errors into one ``SettingsError`` naming each field.
+
+    Raises:
+        SettingsError: some setting is invalid; the message names the field, its environment
+            variable and the problem (never the value of a secret).
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = "CAPPUCCINO_" + field.upper() if field in Settings.model_fields else field
+            problems.append(f"{field} ({var}): {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,25 @@
+"""Errors of the market-data layer. Each names where the problem is and what it is."""
+
+from __future__ import annotations
+
+
+class BarDataError(ValueError):
+    """Bars that must not be stored or used.
+
+    Attributes:
+        where: the file, symbol/interval or source the bars came from.
+        problem: what is wrong, naming the row or timestamp where there is one.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"{where}: {problem}")
+
+
+class SourceError(RuntimeError):
+    """A bar source could not deliver (retries exhausted, credentials refused, bad reply)."""
+
+
+class StaleDataError(RuntimeError):
+    """The freshness gate refused: some symbol is stale or broken. The message lists which."""
