@@ -9,6 +9,24 @@ from typing import Any
 
 FEATURE_SPEC_VERSION = "1"
 
+# Rows in the trailing volume mean (part of spec version 1, not a tunable parameter).
+VOLUME_WINDOW = 20
+
+# How each feature is made scale-free (computed in ``features.indicators``).
+FEATURE_TRANSFORMS: dict[str, str] = {
+    "open": "log(open_t / close_{t-1})",
+    "high": "log(high_t / close_{t-1})",
+    "low": "log(low_t / close_{t-1})",
+    "close": "log(close_t / close_{t-1})",
+    "volume": f"log1p(volume_t) - mean(log1p(volume) over rows t-{VOLUME_WINDOW - 1}..t)",
+    "macd": "talib.MACD(close, macd_fast, macd_slow, macd_signal).macd / close_t",
+    "macd_signal": "talib.MACD(close, macd_fast, macd_slow, macd_signal).signal / close_t",
+    "macd_hist": "talib.MACD(close, macd_fast, macd_slow, macd_signal).hist / close_t",
+    "rsi": "talib.RSI(close, rsi_period), raw",
+    "cci": "talib.CCI(high, low, close, cci_period), raw",
+    "dx": "talib.DX(high, low, close, dx_period), raw",
+}
+
 # The 11 features per asset, in the order they appear in the feature tensor.
 FEATURE_NAMES: tuple[str, ...] = (
     "open", "high", "low", "close", "volume",
@@ -35,7 +53,7 @@ class FeatureSpec:
             "rsi_period": 14, "cci_period": 14, "dx_period": 14,
         }
     )
-    transforms: dict[str, str] = field(default_factory=dict)
+    transforms: dict[str, str] = field(default_factory=lambda: dict(FEATURE_TRANSFORMS))
 
     @property
     def num_features(self) -> int:
