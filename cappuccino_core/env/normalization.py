@@ -32,6 +32,11 @@ class FeatureNormalizer:
         std = np.where(std > 1e-12, std, 1.0)
         return cls(mean=mean, std=std)
 
+    @classmethod
+    def identity(cls, num_assets: int, num_features: int) -> FeatureNormalizer:
+        """A normaliser that leaves features as they are (for rule-based policies that ignore them)."""
+        return cls(mean=np.zeros((num_assets, num_features)), std=np.ones((num_assets, num_features)))
+
     def transform(self, features: np.ndarray, clip: float) -> np.ndarray:
         """Return normalised ``float32`` features clipped to ``[-clip, clip]``."""
         if features.shape[1:] != self.mean.shape:
