@@ -68,3 +68,29 @@ def random_walk_panel() -> MarketPanel:
     rng = np.random.default_rng(1)
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, size=(600, 3)), axis=0))
     return make_panel(close)
+
+
+POSTGRES_URL = os.environ.get("CAPPUCCINO_TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def postgres_url_or_skip() -> str:
+    """Return the test PostgreSQL URL; skip (or fail under CI) when the server is unreachable."""
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "not available"
+        reason = f"PostgreSQL at {POSTGRES_URL} is unreachable ({type(exc).__name__}); set CAPPUCCINO_TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI requires PostgreSQL: {reason}")
+        pytest.skip(reason)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    """The PostgreSQL URL for tests that need a real server (see ``postgres_url_or_skip``)."""
+    return postgres_url_or_skip()

@@ -1,0 +1,172 @@
+"""The ``cappuccino`` command line. Orchestrated commands run the Prefect flows; views read the core.
+
+Errors a user can fix (bad settings, stale data, rejected keys) print one clear line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cappuccino_core.clock import parse_utc
+from cappuccino_core.config import DataSourceKind, Settings, SettingsError, load_settings
+from flows.ingest import IngestParams
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cappuccino: crypto PPO research and deployment pipeline.")
+data_app = typer.Typer(no_args_is_help=True, help="Market data: ingest and status.")
+app.add_typer(data_app, name="data")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _settings(**overrides: object) -> Settings:
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_utc(text)
+    except ValueError:
+        err_console.print(f"[red]error:[/red] not an ISO-8601 time: {text!r}")
+        raise typer.Exit(2) from None
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False) -> None:
+    """Configure logging for every command."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command("settings")
+def show_settings() -> None:
+    """Print the effective settings (secrets shown only as set/unset)."""
+    console.print_json(json.dumps(_settings().redacted()))
+
+
+@data_app.command("ingest")
+def data_ingest(
+    source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
+    path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
+    symbols: Annotated[Optional[str], typer.Option(help="Comma-separated pairs, e.g. BTC/USD,ETH/USD.")] = None,
+    interval: Annotated[Optional[str], typer.Option(help="Bar interval to fetch and store.")] = None,
+    start: Annotated[Optional[str], typer.Option(help="First bar open time (ISO-8601, UTC).")] = None,
+    end: Annotated[Optional[str], typer.Option(help="End of the range, exclusive (ISO-8601, UTC; default now).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge freshness as of this time (research on history).")] = None,
+    allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass the gate.")] = False,
+) -> None:
+    """Fetch, validate and store bars, then run the quality checks and the freshness gate."""
+    _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
+    params = IngestParams(
+        source=source, files_path=None if path is None else str(path),
+        symbols=None if symbols is None else [s for s in symbols.split(",") if s.strip()], interval=interval,
+        start=_time(start), end=_time(end), as_of=_time(as_of), allow_stale=allow_stale,
+    )
+    _run_ingest(params)
+
+
+@data_app.command("status")
+def data_status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge freshness as of this time.")] = None,
+    allow_stale: Annotated[bool, typer.Option("--allow-stale")] = False,
+) -> None:
+    """Show each stored series: coverage, gaps, duplicates, zero-volume bars, stale or fresh.
+
+    Exits non-zero when any series is stale or broken.
+    """
+    from cappuccino_core.clock import SystemClock
+    from cappuccino_core.data.ingest import data_status, freshness_policy
+    from cappuccino_core.data.store import BarStore
+
+    settings = _settings()
+    try:
+        status = data_status(
+            BarStore(settings.bars_dir), freshness_policy(settings, as_of=_time(as_of), allow_stale=allow_stale), SystemClock().now()
+        )
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        sys.stdout.write(json.dumps(status.to_dict(), indent=2) + "\n")
+    else:
+        _print_status(status)
+    if not status.ok:
+        raise typer.Exit(1)
+
+
+@app.command("run")
+def run(
+    source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
+    path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
+) -> None:
+    """Run the pipeline on the configured market (today: ingest and data status)."""
+    _settings(source=source, files_path=path)
+    _run_ingest(IngestParams(source=source, files_path=None if path is None else str(path)))
+    console.print("[yellow]note:[/yellow] search, training, arena and trading stages are not built yet; the pipeline stops after ingest.")
+
+
+def _run_ingest(params: "IngestParams") -> None:
+    from flows.ingest import IngestError, ingest
+
+    try:
+        report = ingest(params=params)
+    except IngestError as exc:
+        _print_ingest(exc.report)
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    _print_ingest(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_ingest(report) -> None:
+    table = Table(title=f"Ingest ({report.source}, {report.window_start} → {report.window_end})")
+    for col in ("symbol", "interval", "fetched", "added", "stored", "error"):
+        table.add_column(col)
+    for item in report.symbols:
+        table.add_row(item.symbol, item.interval, str(item.fetched), str(item.added), str(item.rows_after), item.error or "")
+    console.print(table)
+    _print_status_dict(report.status)
+
+
+def _print_status(status) -> None:
+    _print_status_dict(status.to_dict())
+
+
+def _print_status_dict(doc: dict) -> None:
+    table = Table(title="Data status")
+    for col in ("symbol", "interval", "first bar", "last bar", "rows", "missing", "gap runs", "longest gap", "dupes", "zero vol", "state"):
+        table.add_column(col)
+    stale = {(s["symbol"], s["interval"]) for s in doc["verdict"]["stale"]}
+    broken = {(s["symbol"], s["interval"]) for s in doc["verdict"]["broken"]}
+    short = lambda iso: "" if not iso else str(iso)[:16].replace("T", " ")  # noqa: E731
+    for row in doc["series"]:
+        key = (row["symbol"], row["interval"])
+        state = "[red]broken[/red]" if key in broken else "[yellow]stale[/yellow]" if key in stale else "[green]fresh[/green]"
+        longest = row.get("longest_gap") or {}
+        table.add_row(
+            row["symbol"], row["interval"], short(row.get("first_bar")), short(row.get("last_bar")), str(row.get("rows")),
+            str(row.get("missing_bars")), str(row.get("gap_runs")), str(longest.get("bars", 0) if longest else 0),
+            str(row.get("duplicates")), str(row.get("zero_volume_bars")), state,
+        )
+    console.print(table)
+    colour = "green" if doc["ok"] else "red"
+    console.print(f"[{colour}]{doc['verdict']['message']}[/{colour}]")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,138 @@
+"""Ingest: fetch bars from a source, validate, store; then judge quality and freshness.
+
+The Prefect ``ingest`` flow and the ``cappuccino data ingest`` command are thin wrappers over
+these functions. Nothing here reads the wall clock: ``now`` is passed in.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cappuccino_core.clock import ensure_utc
+from cappuccino_core.config import DataSourceKind, Settings
+from cappuccino_core.data.freshness import FreshnessPolicy, FreshnessVerdict, check_freshness
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.quality import QualityReport, assess_quality
+from cappuccino_core.data.source import BarSource
+from cappuccino_core.data.store import BarStore, WriteResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IngestWindow:
+    """The range of bar open times to ingest, ``[start, end)``, aligned to the interval grid."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class DataStatus:
+    """Quality of every stored series and the freshness verdict over them."""
+
+    reports: dict[tuple[str, Interval], QualityReport]
+    verdict: FreshnessVerdict
+
+    @property
+    def ok(self) -> bool:
+        """True when no series is stale or broken (or staleness was explicitly allowed)."""
+        return self.verdict.ok
+
+    def to_dict(self) -> dict:
+        """Return a JSON-serialisable dict (the ``data status --json`` document)."""
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict.to_dict(),
+            "series": [
+                {"symbol": symbol, "interval": str(interval), **report.to_dict()}
+                for (symbol, interval), report in sorted(self.reports.items())
+            ],
+        }
+
+
+def make_source(settings: Settings, *, kind: DataSourceKind | None = None, path: Path | None = None) -> BarSource:
+    """Build the bar source the settings (or the overrides) name."""
+    kind = DataSourceKind(kind or settings.source)
+    if kind is DataSourceKind.SYNTHETIC:
+        from cappuccino_core.data.synthetic import SyntheticBarSource, SyntheticMarketConfig
+
+        config = SyntheticMarketConfig(
+            seed=settings.synthetic_seed,
+            symbols=settings.symbols,
+            interval=settings.base_interval,
+            plant_strength=settings.synthetic_plant_strength,
+        )
+        return SyntheticBarSource(config)
+    if kind is DataSourceKind.FILES:
+        from cappuccino_core.data.files_source import FileBarSource
+
+        directory = path or settings.files_path
+        if directory is None:
+            raise ValueError("source 'files' needs a directory: --path DIR or CAPPUCCINO_FILES_PATH")
+        return FileBarSource(Path(directory))
+    from cappuccino_core.data.alpaca_source import AlpacaBarSource
+
+    return AlpacaBarSource(
+        api_key=settings.alpaca_api_key.get_secret_value() if settings.alpaca_api_key else None,
+        secret_key=settings.alpaca_secret_key.get_secret_value() if settings.alpaca_secret_key else None,
+        url_override=settings.alpaca_data_url,
+    )
+
+
+def ingest_window(now: datetime, interval: Interval, history: timedelta) -> IngestWindow:
+    """Return ``[now - history, now)`` snapped to the grid so only complete bars are asked for.
+
+    The last bar asked for is the one whose interval ended at or before ``now``.
+    """
+    now = ensure_utc(now)
+    step = interval.seconds
+    end_ts = int(now.timestamp()) // step * step
+    start_ts = (end_ts - int(history.total_seconds())) // step * step
+    return IngestWindow(datetime.fromtimestamp(start_ts, now.tzinfo), datetime.fromtimestamp(end_ts, now.tzinfo))
+
+
+def ingest_symbol(
+    source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow
+) -> WriteResult:
+    """Fetch one symbol's bars in ``window`` and store them (validated, deduplicated, atomic).
+
+    Raises:
+        SourceError: the source could not deliver.
+        BarDataError: the bars are malformed or conflict with stored bars; nothing stored changes.
+    """
+    bars = source.fetch(symbol, interval, window.start, window.end)
+    result = store.write(symbol, interval, bars, source=source.name)
+    logger.info("ingested %s %s: %d fetched, %d new, %d stored", symbol, interval, bars.height, result.added, result.rows_after)
+    return result
+
+
+def freshness_policy(settings: Settings, *, as_of: datetime | None = None, allow_stale: bool = False) -> FreshnessPolicy:
+    """Build the freshness policy from the settings plus a run's ``--as-of`` / ``--allow-stale``."""
+    return FreshnessPolicy(
+        staleness_bars=settings.staleness_bars,
+        grace=timedelta(minutes=settings.staleness_grace_minutes),
+        as_of=None if as_of is None else ensure_utc(as_of),
+        allow_stale=allow_stale,
+    )
+
+
+def data_status(store: BarStore, policy: FreshnessPolicy, now: datetime) -> DataStatus:
+    """Assess every stored series and judge freshness against ``now`` (or ``policy.as_of``).
+
+    With ``as_of`` the bars are cut at ``as_of`` first, as if it were that moment.
+    """
+    reference = ensure_utc(policy.as_of) if policy.as_of is not None else ensure_utc(now)
+    reports: dict[tuple[str, Interval], QualityReport] = {}
+    entries = store.entries()
+    if not entries:
+        raise ValueError(f"the bar store at {store.root} is empty: run 'cappuccino data ingest' first")
+    for entry in entries:
+        bars = store.read(entry.symbol, entry.interval, end=policy.as_of)
+        reports[(entry.symbol, entry.interval)] = assess_quality(
+            bars, interval=entry.interval, now=reference, staleness_limit=policy.staleness_limit(entry.interval)
+        )
+    return DataStatus(reports=reports, verdict=check_freshness(reports, policy, now=reference))

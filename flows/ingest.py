@@ -1,0 +1,113 @@
+"""The ``ingest`` flow: fetch every symbol concurrently, store, check quality and freshness."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, unmapped
+from pydantic import BaseModel, Field
+
+from cappuccino_core.clock import SystemClock, ensure_utc
+from cappuccino_core.config import DataSourceKind, load_settings
+from cappuccino_core.data.ingest import IngestWindow, freshness_policy, ingest_window, make_source
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.store import BarStore
+from tasks.data import assess_data, fetch_and_store
+
+
+class IngestParams(BaseModel):
+    """What a run may override; secrets never travel as parameters (they come from the environment)."""
+
+    source: DataSourceKind | None = Field(None, description="Bar source; default from settings.")
+    files_path: str | None = Field(None, description="Directory of bar files for source=files.")
+    symbols: list[str] | None = Field(None, description="Pairs to ingest; default from settings.")
+    interval: str | None = Field(None, description="Interval to fetch and store; default the base interval.")
+    start: datetime | None = Field(None, description="First bar open time; default end minus the history length.")
+    end: datetime | None = Field(None, description="End of the range (exclusive); default now.")
+    as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
+    allow_stale: bool = Field(False, description="Let stale (never broken) data pass the gate; recorded.")
+
+    def settings_overrides(self) -> dict[str, Any]:
+        """Return the settings this run overrides."""
+        out: dict[str, Any] = {"source": self.source, "files_path": self.files_path, "base_interval": self.interval}
+        if self.symbols:
+            out["symbols"] = tuple(self.symbols)
+        return {k: v for k, v in out.items() if v is not None}
+
+
+class SymbolIngest(BaseModel):
+    """One symbol's outcome."""
+
+    symbol: str
+    interval: str
+    fetched: int = 0
+    added: int = 0
+    rows_after: int = 0
+    content_hash: str | None = None
+    error: str | None = None
+
+
+class IngestReport(BaseModel):
+    """What an ingest run did and what the data looks like afterwards."""
+
+    source: str
+    window_start: datetime
+    window_end: datetime
+    symbols: list[SymbolIngest]
+    status: dict[str, Any]
+    status_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        """True when every symbol was stored and the freshness gate passed."""
+        return self.status_ok and all(s.error is None for s in self.symbols)
+
+
+class IngestError(RuntimeError):
+    """Some symbol could not be ingested; ``report`` says which and why (earlier data is intact)."""
+
+    def __init__(self, report: IngestReport) -> None:
+        self.report = report
+        failed = "; ".join(f"{s.symbol}: {s.error}" for s in report.symbols if s.error)
+        super().__init__(f"ingest failed for {failed}")
+
+
+@flow(name="ingest")
+def ingest(params: IngestParams = IngestParams()) -> IngestReport:
+    """Fetch, validate and store bars for every symbol, then judge quality and freshness.
+
+    Raises:
+        IngestError: a symbol failed (after retries for I/O); the report is attached.
+    """
+    settings = load_settings(**params.settings_overrides())
+    now = SystemClock().now()
+    interval = settings.base_interval
+    window = ingest_window(now if params.end is None else ensure_utc(params.end), interval, settings.history)
+    if params.start is not None:
+        window = IngestWindow(ensure_utc(params.start), window.end)
+    source = make_source(settings)
+    store = BarStore(settings.bars_dir)
+    futures = fetch_and_store.map(unmapped(source), unmapped(store), list(settings.symbols), unmapped(interval), unmapped(window))
+    outcomes = []
+    for symbol, future in zip(settings.symbols, futures):
+        future.wait()
+        state = future.state
+        if state.is_completed():
+            result = future.result()
+            outcomes.append(SymbolIngest(
+                symbol=symbol, interval=str(interval), fetched=result.rows_after - result.rows_before + result.unchanged,
+                added=result.added, rows_after=result.rows_after, content_hash=result.content_hash_after,
+            ))
+        else:
+            error = state.result(raise_on_failure=False)
+            outcomes.append(SymbolIngest(symbol=symbol, interval=str(interval), error=str(error)))
+    policy = freshness_policy(settings, as_of=params.as_of, allow_stale=params.allow_stale)
+    status = assess_data(store, policy, now)
+    report = IngestReport(
+        source=source.name, window_start=window.start, window_end=window.end, symbols=outcomes,
+        status=status.to_dict(), status_ok=status.ok,
+    )
+    if any(s.error for s in outcomes):
+        raise IngestError(report)
+    return report

@@ -1,0 +1,38 @@
+"""Thin Prefect tasks over the market-data core. Retries only where there is I/O."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from cappuccino_core.data.errors import BarDataError, SourceError
+from cappuccino_core.data.ingest import DataStatus, IngestWindow, data_status, ingest_symbol
+from cappuccino_core.data.freshness import FreshnessPolicy
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.source import BarSource
+from cappuccino_core.data.store import BarStore, WriteResult
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry a fetch only for failures that may pass (I/O), never for malformed or conflicting bars."""
+    try:
+        state.result()
+    except BarDataError:
+        return False
+    except (SourceError, OSError, TimeoutError):
+        return True
+    except Exception:  # anything else is a bug: do not hide it behind retries
+        return False
+    return False
+
+
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient, cache_policy=NONE, task_run_name="fetch-{symbol}")
+def fetch_and_store(source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow) -> WriteResult:
+    """Fetch one symbol's bars and store them."""
+    return ingest_symbol(source, store, symbol, interval, window)
+
+
+@task(cache_policy=NONE)
+def assess_data(store: BarStore, policy: FreshnessPolicy, now) -> DataStatus:
+    """Run the quality checks and the freshness gate over everything stored."""
+    return data_status(store, policy, now)
