@@ -1,0 +1,164 @@
+"""The benchmark sections. Each returns a flat dict of named figures; timing uses perf_counter.
+
+torch runs with ONE thread everywhere here (``torch.set_num_threads(1)``): on 2 cores two
+single-thread trials side by side beat one two-thread trial, so that is how studies run.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cappuccino_core.agents.config import PPOConfig
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.env.normalization import FeatureNormalizer
+from cappuccino_core.features.panel_builder import build_panel
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CAPPUCCINO_SHARED_DATA", REPO.parent / "shared" / "data" / "ohlcv"))
+SYMBOLS_USDT = ("BTC/USDT", "ETH/USDT", "LTC/USDT", "BCH/USDT", "LINK/USDT", "UNI/USDT", "AAVE/USDT")
+# The default trial budget: what the learning tests prove is enough to find a planted edge.
+TRIAL_PPO = PPOConfig(total_steps=150_000, num_envs=256, rollout_steps=32, minibatch_size=2048, update_epochs=4)
+TRIAL_ENV = EnvConfig(lookback=20, episode_bars=128, num_envs=256)
+
+torch.set_num_threads(1)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _synthetic_panel(days: int, seed: int = 0, plant: float = 1.0):
+    market = SyntheticMarketConfig(seed=seed, plant_strength=plant)
+    return build_panel(generate_bars(market, market.origin, market.origin + timedelta(days=days)), interval=Interval.H1)
+
+
+def bench_ingest() -> dict:
+    """7 symbols x 2 years of 1h bars from files into a fresh store, plus all features."""
+    from cappuccino_core.data.files_source import FileBarSource
+    from cappuccino_core.data.store import BarStore
+
+    source_dir = SHARED
+    origin = "shared"
+    tmp = Path(tempfile.mkdtemp(prefix="cappuccino-bench-"))
+    if not (SHARED / "BTC-USDT_1h.parquet").exists():  # no shared data: write synthetic files in the same format
+        origin = "synthetic-files"
+        source_dir = tmp / "files"
+        source_dir.mkdir()
+        market = SyntheticMarketConfig(seed=0, symbols=tuple(s.replace("USDT", "USD") for s in SYMBOLS_USDT))
+        end = datetime(2026, 2, 19, tzinfo=UTC)
+        for symbol, bars in generate_bars(market, end - timedelta(days=731), end).items():
+            bars.write_parquet(source_dir / f"{symbol.replace('/USD', '-USDT')}_1h.parquet")
+    end = datetime(2026, 2, 19, tzinfo=UTC)
+    start = end - timedelta(days=730)
+    started = time.perf_counter()
+    source = FileBarSource(source_dir)
+    store = BarStore(tmp / "store")
+    rows = 0
+    for symbol in SYMBOLS_USDT:
+        result = store.write(symbol, Interval.H1, source.fetch(symbol, Interval.H1, start, end), source=source.name)
+        rows += result.rows_after
+    panel = build_panel({s: store.read(s, Interval.H1) for s in SYMBOLS_USDT}, interval=Interval.H1)
+    seconds = time.perf_counter() - started
+    return {
+        "ingest_7x2y_1h_seconds": round(seconds, 3),
+        "ingest_peak_rss_mb": round(_peak_rss_mb(), 1),
+        "ingest_rows": rows,
+        "ingest_panel_rows": panel.num_bars,
+        "ingest_data": origin,
+    }
+
+
+def bench_env() -> dict:
+    """Raw batched environment steps per second, N=256 episodes, 7 assets, random actions."""
+    from cappuccino_core.env.portfolio_env import PortfolioEnv
+
+    panel = _synthetic_panel(365)
+    normalizer = FeatureNormalizer.fit(panel.features)
+    out = {}
+    for lookback in (20, 60):
+        env = PortfolioEnv(panel, EnvConfig(lookback=lookback, episode_bars=256, num_envs=256), normalizer, seed=0)
+        env.reset()
+        actions = torch.rand(256, 7, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        for _ in range(20):  # warm-up
+            env.step(actions)
+        steps = 1000
+        started = time.perf_counter()
+        for _ in range(steps):
+            env.step(actions)
+        out[f"env_raw_steps_per_s_L{lookback}"] = round(steps * 256 / (time.perf_counter() - started))
+    return out
+
+
+def bench_ppo() -> dict:
+    """PPO training throughput on the real env with the default trial settings (no validation)."""
+    from cappuccino_core.agents.ppo import train
+    from cappuccino_core.env.portfolio_env import PortfolioEnv
+
+    panel = _synthetic_panel(365)
+    env = PortfolioEnv(panel, TRIAL_ENV, FeatureNormalizer.fit(panel.features), seed=0)
+    result = train(TRIAL_PPO, env, seed=0)
+    return {
+        "ppo_train_steps_per_s": round(result.steps_per_second),
+        "ppo_train_steps": result.env_steps,
+        "ppo_torch_threads": TRIAL_PPO.torch_threads,
+    }
+
+
+def bench_sb3() -> dict:
+    """Stable-Baselines3 PPO (MlpPolicy 64x64, its default update schedule) on the Gymnasium adapter."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from cappuccino_core.env.gym_adapter import PortfolioGymEnv
+
+    panel = _synthetic_panel(365)
+    normalizer = FeatureNormalizer.fit(panel.features)
+    n_envs = 8
+    vec = DummyVecEnv([lambda i=i: PortfolioGymEnv(panel, TRIAL_ENV, normalizer, seed=i) for i in range(n_envs)])
+    model = PPO("MlpPolicy", vec, n_steps=2048, batch_size=64, n_epochs=10, policy_kwargs={"net_arch": [64, 64]}, seed=0, device="cpu", verbose=0)
+    steps = TRIAL_PPO.total_steps
+    started = time.perf_counter()
+    model.learn(total_timesteps=steps)
+    seconds = time.perf_counter() - started
+    ours = bench_ppo_cached()
+    sb3 = model.num_timesteps / seconds
+    return {
+        "sb3_train_steps_per_s": round(sb3),
+        "sb3_train_steps": int(model.num_timesteps),
+        "sb3_n_envs": n_envs,
+        "ppo_vs_sb3_speedup": round(ours / sb3, 1),
+    }
+
+
+def bench_ppo_cached() -> float:
+    """Our PPO throughput measured in the same process as SB3 (same machine state)."""
+    return bench_ppo()["ppo_train_steps_per_s"]
+
+
+def bench_trial() -> dict:
+    """Seconds for one default trial: fit on 70% of a year of bars, validate on the held-out rest."""
+    from cappuccino_core.agents.fit import ValidationSet, fit_agent
+
+    panel = _synthetic_panel(365)
+    cut = int(panel.num_bars * 0.7)
+    started = time.perf_counter()
+    fit = fit_agent(
+        panel.rows(0, cut), env_config=TRIAL_ENV, ppo_config=TRIAL_PPO, seed=0, created_at=datetime.now(UTC),
+        validation=ValidationSet(panel.rows(cut - TRIAL_ENV.lookback + 1, panel.num_bars)),
+    )
+    seconds = time.perf_counter() - started
+    return {
+        "trial_seconds_default": round(seconds, 2),
+        "trial_validation_excess_sharpe": None if fit.validation_score is None else round(fit.validation_score, 3),
+        "trials_per_day_two_workers": round(2 * 86400 / seconds),
+    }
