@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         description="Alpaca secret key (env APCA_API_SECRET_KEY).",
     )
     alpaca_data_url: str | None = Field(None, description="Override of Alpaca's market-data base URL (tests point it at a local server).")
-    staleness_bars: float = Field(2.0, gt=0, description="A symbol is stale when its last bar closed more than this many bars ago.")
+    staleness_bars: int = Field(2, ge=0, description="A symbol is stale when its last bar closed more than this many bars ago.")
     staleness_grace_minutes: float = Field(15.0, ge=0, description="Extra allowance on top of staleness_bars for feed latency.")
     max_gap_bars: int = Field(3, ge=0, description="Training windows never cross a gap longer than this many missing bars.")
     synthetic_seed: int = Field(7, description="Seed of the embedded synthetic market.")
