@@ -1,0 +1,72 @@
+"""The command line: status exit codes and JSON, settings without secrets."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from typer.testing import CliRunner
+
+from cappuccino_core.cli import app
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.store import BarStore
+from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPPUCCINO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("CAPPUCCINO_CONFIG", str(tmp_path / "absent.toml"))
+    return tmp_path / "home"
+
+
+def _store_bars(home, end: datetime) -> None:
+    market = SyntheticMarketConfig(seed=2, symbols=("BTC/USD", "ETH/USD"))
+    store = BarStore(home / "store")
+    for symbol, bars in generate_bars(market, end - timedelta(days=3), end).items():
+        store.write(symbol, Interval.H1, bars, source="synthetic")
+
+
+def test_data_status_json_reports_each_series_and_exits_zero_when_fresh(home) -> None:
+    _store_bars(home, datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    result = runner.invoke(app, ["data", "status", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True
+    assert [s["symbol"] for s in doc["series"]] == ["BTC/USD", "ETH/USD"]
+    assert all(s["rows"] == 72 and s["missing_bars"] == 0 for s in doc["series"])
+
+
+def test_data_status_exits_non_zero_and_names_the_stale_series(home) -> None:
+    _store_bars(home, datetime(2025, 1, 1, tzinfo=UTC))
+    result = runner.invoke(app, ["data", "status", "--json"])
+    assert result.exit_code == 1
+    verdict = json.loads(result.stdout)["verdict"]
+    assert {s["symbol"] for s in verdict["stale"]} == {"BTC/USD", "ETH/USD"}
+    as_of = runner.invoke(app, ["data", "status", "--json", "--as-of", "2025-01-01T00:30:00Z"])
+    assert as_of.exit_code == 0, as_of.output
+
+
+def test_data_status_on_an_empty_store_says_to_ingest_first(home) -> None:
+    result = runner.invoke(app, ["data", "status"])
+    assert result.exit_code == 2
+    assert "cappuccino data ingest" in result.output
+
+
+def test_settings_command_shows_keys_only_as_set(home, monkeypatch) -> None:
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "s3cr3t-value")
+    monkeypatch.setenv("APCA_API_KEY_ID", "AKTESTKEY123")
+    result = runner.invoke(app, ["settings"])
+    assert result.exit_code == 0
+    assert "s3cr3t-value" not in result.output and "AKTESTKEY123" not in result.output
+    assert json.loads(result.stdout)["alpaca_secret_key"] == "set"
+
+
+def test_an_invalid_setting_stops_the_command_with_exit_two(home, monkeypatch) -> None:
+    monkeypatch.setenv("CAPPUCCINO_HISTORY_DAYS", "oops")
+    result = runner.invoke(app, ["settings"])
+    assert result.exit_code == 2
+    assert "CAPPUCCINO_HISTORY_DAYS" in result.output
