@@ -144,3 +144,71 @@ def actions_for_target_weights(
     available = (cash_after - costs.min_cash_reserve * value).clamp(min=1e-12)
     buy = ((target - current).clamp(min=0.0) * value / available).clamp(max=1.0)
     return torch.where(sell > 0, -sell, buy)
+
+
+@dataclass(frozen=True)
+class OrderFill:
+    """One market order filled at a reference price (what a broker's ledger books).
+
+    Attributes:
+        units: asset units traded (positive for buys and sells alike).
+        price: fill price: the reference price with slippage applied against the trader.
+        notional: filled notional in quote currency (``units * price``), fees excluded.
+        fee: fee paid in cash, ``fee_rate`` of ``notional``.
+        cash_change: signed change in cash: ``-(notional + fee)`` for a buy, ``notional - fee``
+            for a sell.
+    """
+
+    units: float
+    price: float
+    notional: float
+    fee: float
+    cash_change: float
+
+
+def fill_order(
+    side: str,
+    price: float,
+    costs: ExecutionCosts,
+    *,
+    quantity: float | None = None,
+    notional: float | None = None,
+) -> OrderFill:
+    """Fill one market order at ``price`` with the same formulas as ``execute_actions``.
+
+    Exactly one of ``quantity`` and ``notional`` is given. A buy by notional spends exactly
+    ``notional`` of cash, fee included (``execute_actions``'s "spend"); a sell by notional
+    sells ``notional`` worth at the fill price and receives it less the fee. Minimums are not
+    applied here: the caller decides what to do with a small order.
+
+    Args:
+        side: ``"buy"`` or ``"sell"``.
+        price: reference execution price (the next bar's open), positive.
+        costs: fees and slippage.
+        quantity: asset units to trade.
+        notional: quote-currency amount (gross spend for a buy, gross proceeds for a sell).
+
+    Raises:
+        ValueError: an unknown side, a non-positive price, or not exactly one amount.
+    """
+    if side not in ("buy", "sell"):
+        raise ValueError(f"side must be 'buy' or 'sell', got {side!r}")
+    if not price > 0:
+        raise ValueError(f"price must be positive, got {price!r}")
+    if (quantity is None) == (notional is None):
+        raise ValueError("give exactly one of quantity and notional")
+    if side == "buy":
+        fill_price = price * (1.0 + costs.slippage)
+        if notional is not None:  # a gross spend, as in execute_actions: the fee comes out of it
+            fee = notional * costs.fee_rate / (1.0 + costs.fee_rate)
+            filled = notional - fee
+            return OrderFill(filled / fill_price, fill_price, filled, fee, -notional)
+        assert quantity is not None
+        filled = quantity * fill_price
+        fee = filled * costs.fee_rate
+        return OrderFill(quantity, fill_price, filled, fee, -(filled + fee))
+    fill_price = price * (1.0 - costs.slippage)
+    units = quantity if quantity is not None else notional / fill_price  # type: ignore[operator]
+    filled = units * fill_price
+    fee = filled * costs.fee_rate
+    return OrderFill(units, fill_price, filled, fee, filled - fee)

@@ -12,8 +12,15 @@ are), ``limit``, ``sort`` and ``page_token``; pages hold at most ``page_size`` b
 
 Scripting: ``fail_next`` queues faults (an HTTP status, a raw body, a JSON body, a dropped
 connection, a stall) for the next matching requests; ``require_auth`` demands a key pair;
-``requests`` records every request with credential headers redacted. More endpoints (the
-trading API: ``/v2/account``, ``/v2/positions``, ``/v2/orders``) plug in with ``add_route``.
+``requests`` records every request with credential headers redacted. More endpoints plug in
+with ``add_route`` (paths may hold ``{name}`` parts, handed to the route as ``path_params``).
+
+It also speaks Alpaca's trading API for one crypto account (``FakeTrading``, reached as
+``server.trading``), in the shapes alpaca-py's ``TradingClient`` reads
+(``alpaca/trading/client.py``, ``alpaca/trading/models.py``): ``/v2/account``,
+``/v2/positions``, ``/v2/positions/{symbol}``, ``/v2/orders``, ``/v2/orders/{order_id}`` and
+``/v2/orders:by_client_order_id``, with Alpaca's refusals (403 insufficient balance, 422
+invalid order or reused ``client_order_id``, 404 unknown order or position).
 
 Usage::
 
@@ -25,16 +32,20 @@ Usage::
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
+import math
 import random
+import re
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +66,7 @@ class FakeRequest:
     query: dict[str, str]
     headers: dict[str, str]
     body: str
+    path_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -100,8 +112,11 @@ class FakeAlpacaServer:
         self._auth: tuple[str, str] | None = None
         self._requests: list[FakeRequest] = []
         self._routes: dict[tuple[str, str], Route] = {}
+        self._template_routes: list[tuple[str, re.Pattern[str], Route]] = []
         self.handler_errors: list[str] = []
         self.add_route("GET", BARS_PATH, self._get_bars)
+        self.trading = FakeTrading()
+        self.trading.install(self)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_class(self))
         self._thread: threading.Thread | None = None
 
@@ -146,8 +161,16 @@ class FakeAlpacaServer:
             self._bars[(symbol, timeframe)] = [dict(bar) for bar in bars]
 
     def add_route(self, method: str, path: str, route: Route) -> None:
-        """Answer ``method path`` with ``route`` (how trading endpoints get added)."""
-        self._routes[(method.upper(), path)] = route
+        """Answer ``method path`` with ``route``; ``{name}`` parts of ``path`` match one segment.
+
+        Exact paths win over templates; the matched parts reach the route as
+        ``request.path_params`` (URL-decoded).
+        """
+        if "{" not in path:
+            self._routes[(method.upper(), path)] = route
+            return
+        pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path))
+        self._template_routes.append((method.upper(), re.compile(f"^{pattern}$"), route))
 
     def require_auth(self, key: str, secret: str) -> None:
         """Answer 401 to requests without credentials and 403 to wrong ones."""
@@ -242,9 +265,14 @@ class FakeAlpacaServer:
         if refusal is not None:
             return refusal
         route = self._routes.get((request.method, request.path))
-        if route is None:
-            return FakeResponse(404, {"message": "Not Found"})
-        return route(request)
+        if route is not None:
+            return route(request)
+        for method, pattern, template_route in self._template_routes:
+            match = pattern.match(request.path)
+            if method == request.method and match is not None:
+                params = {k: unquote(v) for k, v in match.groupdict().items()}
+                return template_route(dataclasses.replace(request, path_params=params))
+        return FakeResponse(404, {"message": "Not Found"})
 
     def _get_bars(self, request: FakeRequest) -> FakeResponse:
         """Serve ``GET /v1beta3/crypto/us/bars`` like Alpaca does."""
@@ -432,3 +460,376 @@ def refuse_non_local_http(monkeypatch: Any) -> None:
         return original_send(adapter, request, *args, **kwargs)
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", guarded_send)
+
+
+# -- the trading API -----------------------------------------------------------------------
+
+_TRADING_NAMESPACE = uuid.UUID("0f3a9c2e-8d41-4b6a-9e57-1c2d3e4f5a6b")
+_OPEN_STATUSES = frozenset({"new", "accepted", "pending_new", "partially_filled"})
+_CRYPTO_QUOTES = ("USDT", "USDC", "USD", "BTC")
+
+
+class FakeTrading:
+    """Alpaca's trading API for one crypto account, simulated simply.
+
+    Orders are market orders at the price set with ``set_price`` (no fee, no slippage).
+    With ``fill_mode="immediate"`` an accepted order fills at once (``filled``); with
+    ``"manual"`` it stays ``new`` until ``fill_open_orders``. Amounts are kept at 9
+    decimals, as Alpaca's are, and written as decimal strings. Refusals:
+
+    * 403 ``{"code": 40310000, "message": "insufficient balance for USD (...)"}`` when cash
+      (less open buys) or units (less open sells) fall short;
+    * 422 ``{"code": 40010001, ...}`` for a reused ``client_order_id``, a non-positive
+      amount, both or neither of qty and notional, a quantity below ``min_qty`` or a
+      notional below ``min_notional``, an unpriced symbol; 422 ``42210000`` for a
+      non-cancelable order or a time in force crypto does not take;
+    * 404 ``{"code": 40410000, ...}`` for an unknown order or position.
+
+    ``lose_replies`` makes the next requests to a path do their work and then answer 500,
+    as when a reply is lost on the way back.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.account_id = str(uuid.uuid5(_TRADING_NAMESPACE, "account"))
+        self.cash = 100_000.0
+        self.min_notional = 1.0
+        self.fill_mode = "immediate"
+        self._prices: dict[str, float] = {}
+        self._min_qty: dict[str, float] = {}
+        self._orders: list[dict[str, Any]] = []
+        self._positions: dict[str, list[float]] = {}  # symbol -> [qty, cost basis]
+        self._lost: dict[str, int] = {}
+        self._ticks = 0
+
+    def install(self, server: FakeAlpacaServer) -> None:
+        """Add the trading routes to ``server``."""
+        for method, path, route in (
+            ("GET", "/v2/account", self._get_account),
+            ("GET", "/v2/positions", self._list_positions),
+            ("DELETE", "/v2/positions", self._close_all_positions),
+            ("GET", "/v2/positions/{symbol}", self._get_position),
+            ("DELETE", "/v2/positions/{symbol}", self._close_position),
+            ("POST", "/v2/orders", self._post_order),
+            ("GET", "/v2/orders", self._list_orders),
+            ("DELETE", "/v2/orders", self._cancel_all),
+            ("GET", "/v2/orders:by_client_order_id", self._get_by_client_id),
+            ("GET", "/v2/orders/{order_id}", self._get_order),
+            ("DELETE", "/v2/orders/{order_id}", self._cancel_order),
+        ):
+            server.add_route(method, path, self._losing(path, route))
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def configure(self, *, cash: float | None = None, prices: dict[str, float] | None = None,
+                  min_qty: dict[str, float] | None = None, fill_mode: str | None = None) -> None:
+        """Set the cash, prices (``BTC/USD``), minimum quantities and fill mode."""
+        with self._lock:
+            if cash is not None:
+                self.cash = float(cash)
+            for symbol, price in (prices or {}).items():
+                self._prices[symbol] = float(price)
+            self._min_qty.update(min_qty or {})
+            if fill_mode is not None:
+                if fill_mode not in ("immediate", "manual"):
+                    raise ValueError(f"fill_mode must be 'immediate' or 'manual', got {fill_mode!r}")
+                self.fill_mode = fill_mode
+
+    def set_price(self, symbol: str, price: float) -> None:
+        """Set the price orders in ``symbol`` fill at and positions are valued at."""
+        self.configure(prices={symbol: price})
+
+    def lose_replies(self, path: str, times: int = 1) -> None:
+        """Make the next ``times`` requests to ``path`` (a route path) do their work, then answer 500."""
+        with self._lock:
+            self._lost[path] = self._lost.get(path, 0) + times
+
+    def fill_open_orders(self) -> list[dict[str, Any]]:
+        """Fill every open order (sells first) at the current prices; return them."""
+        with self._lock:
+            pending = [o for o in self._orders if o["status"] in _OPEN_STATUSES]
+            ordered = [o for o in pending if o["side"] == "sell"] + [o for o in pending if o["side"] == "buy"]
+            for order in ordered:
+                self._fill(order)
+            return [dict(o) for o in ordered]
+
+    @property
+    def orders(self) -> list[dict[str, Any]]:
+        """Every order created, in creation order (copies)."""
+        with self._lock:
+            return [dict(o) for o in self._orders]
+
+    @property
+    def holdings(self) -> dict[str, float]:
+        """Units held per symbol (``BTC/USD``)."""
+        with self._lock:
+            return {symbol: qty for symbol, (qty, _) in self._positions.items()}
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def _losing(self, path: str, route: Route) -> Route:
+        def serve(request: FakeRequest) -> FakeResponse:
+            with self._lock:
+                response = route(request)
+                if self._lost.get(path, 0) > 0:
+                    self._lost[path] -= 1
+                    return FakeResponse(500, {"code": 50010000, "message": "internal server error"})
+                return response
+        return serve
+
+    def _get_account(self, request: FakeRequest) -> FakeResponse:
+        value = sum(qty * self._prices[symbol] for symbol, (qty, _) in self._positions.items())
+        equity = self.cash + value
+        return FakeResponse(200, {
+            "id": self.account_id, "account_number": "PA3FAKE00001", "status": "ACTIVE",
+            "crypto_status": "ACTIVE", "currency": "USD", "buying_power": _decimal(self.cash),
+            "regt_buying_power": _decimal(self.cash), "non_marginable_buying_power": _decimal(self.cash),
+            "cash": _decimal(self.cash), "accrued_fees": "0", "pending_transfer_in": "0",
+            "portfolio_value": _decimal(equity), "pattern_day_trader": False, "trading_blocked": False,
+            "transfers_blocked": False, "account_blocked": False, "created_at": "2024-01-01T00:00:00Z",
+            "trade_suspended_by_user": False, "multiplier": "1", "shorting_enabled": False,
+            "equity": _decimal(equity), "last_equity": _decimal(equity), "long_market_value": _decimal(value),
+            "short_market_value": "0", "initial_margin": "0", "maintenance_margin": "0",
+            "last_maintenance_margin": "0", "sma": "0", "daytrade_count": 0, "crypto_tier": 1,
+        })
+
+    def _list_positions(self, request: FakeRequest) -> FakeResponse:
+        return FakeResponse(200, [self._position_json(symbol) for symbol in sorted(self._positions)])
+
+    def _get_position(self, request: FakeRequest) -> FakeResponse:
+        symbol = _pair(request.path_params["symbol"])
+        if symbol not in self._positions:
+            return _not_found("position does not exist")
+        return FakeResponse(200, self._position_json(symbol))
+
+    def _close_position(self, request: FakeRequest) -> FakeResponse:
+        symbol = _pair(request.path_params["symbol"])
+        if symbol not in self._positions:
+            return _not_found("position does not exist")
+        qty = self._positions[symbol][0] - self._held(symbol, "sell")
+        if qty <= 0:
+            return _refused(403, 40310000, f"insufficient qty available for order (requested: 0, available: {qty})")
+        client_order_id = str(uuid.uuid5(_TRADING_NAMESPACE, f"close {len(self._orders)}"))
+        return FakeResponse(200, self._create(symbol, "sell", qty, None, client_order_id, "gtc"))
+
+    def _close_all_positions(self, request: FakeRequest) -> FakeResponse:
+        if request.query.get("cancel_orders") in ("true", "True"):
+            self._cancel_all(request)
+        replies = []
+        for symbol in sorted(self._positions):
+            path = f"/v2/positions/{symbol.replace('/', '')}"
+            answer = self._close_position(dataclasses.replace(request, path=path, path_params={"symbol": symbol}))
+            replies.append({"symbol": symbol.replace("/", ""), "status": answer.status, "body": answer.body})
+        return FakeResponse(207, replies)
+
+    def _post_order(self, request: FakeRequest) -> FakeResponse:
+        try:
+            body = json.loads(request.body or "{}")
+        except ValueError:
+            return _refused(400, 40010000, "request body format is invalid")
+        client_order_id = str(body.get("client_order_id") or uuid.uuid5(_TRADING_NAMESPACE, f"c{len(self._orders)}"))
+        if any(o["client_order_id"] == client_order_id for o in self._orders):
+            return _refused(422, 40010001, "client_order_id must be unique")
+        refusal = self._check_order(body)
+        if refusal is not None:
+            return refusal
+        symbol = _pair(str(body["symbol"]))
+        qty = None if body.get("qty") is None else _round9(float(body["qty"]))
+        notional = None if body.get("notional") is None else _round9(float(body["notional"]))
+        return FakeResponse(200, self._create(symbol, body["side"], qty, notional, client_order_id,
+                                              body["time_in_force"]))
+
+    def _list_orders(self, request: FakeRequest) -> FakeResponse:
+        status = request.query.get("status", "open")
+        if status not in ("open", "closed", "all"):
+            return _refused(422, 40010001, f"invalid status {status!r}")
+        chosen = [o for o in self._orders if status == "all" or (o["status"] in _OPEN_STATUSES) == (status == "open")]
+        symbols = [s for s in request.query.get("symbols", "").split(",") if s]
+        if symbols:
+            chosen = [o for o in chosen if o["symbol"] in {_pair(s) for s in symbols}]
+        if request.query.get("direction", "desc") == "desc":
+            chosen = chosen[::-1]
+        return FakeResponse(200, [dict(o) for o in chosen[:int(request.query.get("limit", 50))]])
+
+    def _cancel_all(self, request: FakeRequest) -> FakeResponse:
+        replies = []
+        for order in self._orders:
+            if order["status"] in _OPEN_STATUSES:
+                self._set_status(order, "canceled", "canceled_at")
+                replies.append({"id": order["id"], "status": 200, "body": dict(order)})
+        return FakeResponse(207, replies)
+
+    def _get_by_client_id(self, request: FakeRequest) -> FakeResponse:
+        wanted = request.query.get("client_order_id")
+        for order in self._orders:
+            if order["client_order_id"] == wanted:
+                return FakeResponse(200, dict(order))
+        return _not_found("order not found")
+
+    def _get_order(self, request: FakeRequest) -> FakeResponse:
+        order = self._find(request.path_params["order_id"])
+        return _not_found("order not found") if order is None else FakeResponse(200, dict(order))
+
+    def _cancel_order(self, request: FakeRequest) -> FakeResponse:
+        order = self._find(request.path_params["order_id"])
+        if order is None:
+            return _not_found("order not found")
+        if order["status"] not in _OPEN_STATUSES:
+            return _refused(422, 42210000, "order is not cancelable")
+        self._set_status(order, "canceled", "canceled_at")
+        return FakeResponse(204, "")
+
+    # -- the book --------------------------------------------------------------------------
+
+    def _check_order(self, body: dict[str, Any]) -> FakeResponse | None:
+        """Return Alpaca's refusal of an order body, or None when it is acceptable."""
+        symbol = _pair(str(body.get("symbol", "")))
+        if symbol not in self._prices:
+            return _refused(422, 40010001, f"could not find asset \"{body.get('symbol')}\"")
+        if body.get("type") != "market":
+            return _refused(422, 40010001, "the fake takes market orders only")
+        if body.get("time_in_force") not in ("gtc", "ioc"):
+            return _refused(422, 42210000, "invalid crypto time_in_force")
+        if body.get("side") not in ("buy", "sell"):
+            return _refused(422, 40010001, "side must be buy or sell")
+        if (body.get("qty") is None) == (body.get("notional") is None):
+            return _refused(422, 40010001, "exactly one of qty or notional is required")
+        name = "qty" if body.get("qty") is not None else "notional"
+        try:
+            amount = float(body[name])
+        except (TypeError, ValueError):
+            return _refused(422, 40010001, f"{name} is not a number")
+        if not math.isfinite(amount) or amount <= 0:
+            return _refused(422, 40010001, f"{name} must be > 0")
+        price = self._prices[symbol]
+        units = amount if name == "qty" else amount / price
+        cost = amount * price if name == "qty" else amount
+        minimum = self._min_qty.get(symbol, 0.0)
+        if units < minimum:
+            return _refused(422, 40010001, f"qty must be >= {minimum}")
+        if cost < self.min_notional:
+            return _refused(422, 40010001, f"cost basis must be >= {self.min_notional}")
+        if body["side"] == "buy":
+            available = self.cash - self._held_cash()
+            if cost > available + 1e-9:
+                return _refused(403, 40310000, f"insufficient balance for USD (requested: {cost:.2f}, "
+                                               f"available: {available:.2f})")
+        else:
+            available = self._positions.get(symbol, [0.0])[0] - self._held(symbol, "sell")
+            if units > available + 1e-12:
+                return _refused(403, 40310000, f"insufficient balance for {symbol.split('/')[0]} "
+                                               f"(requested: {units}, available: {available})")
+        return None
+
+    def _create(self, symbol: str, side: str, qty: float | None, notional: float | None,
+                client_order_id: str, time_in_force: str) -> dict[str, Any]:
+        now = self._now()
+        order = {
+            "id": str(uuid.uuid5(_TRADING_NAMESPACE, f"order {len(self._orders)}")),
+            "client_order_id": client_order_id, "created_at": now, "updated_at": now,
+            "submitted_at": now, "filled_at": None, "expired_at": None, "expires_at": None,
+            "canceled_at": None, "failed_at": None, "replaced_at": None, "replaced_by": None,
+            "replaces": None, "asset_id": str(uuid.uuid5(_TRADING_NAMESPACE, symbol)), "symbol": symbol,
+            "asset_class": "crypto", "notional": None if notional is None else _decimal(notional),
+            "qty": None if qty is None else _decimal(qty), "filled_qty": "0", "filled_avg_price": None,
+            "order_class": "", "order_type": "market", "type": "market", "side": side,
+            "position_intent": "buy_to_open" if side == "buy" else "sell_to_close",
+            "time_in_force": time_in_force, "limit_price": None, "stop_price": None, "status": "new",
+            "extended_hours": False, "legs": None, "trail_percent": None, "trail_price": None,
+            "hwm": None, "subtag": None, "source": None,
+        }
+        self._orders.append(order)
+        if self.fill_mode == "immediate":
+            self._fill(order)
+        return dict(order)
+
+    def _fill(self, order: dict[str, Any]) -> None:
+        """Fill ``order`` at its symbol's price, or reject it when the book cannot cover it."""
+        symbol = order["symbol"]
+        price = self._prices[symbol]
+        units = float(order["qty"]) if order["qty"] is not None else _round9(float(order["notional"]) / price)
+        qty, cost = self._positions.get(symbol, [0.0, 0.0])
+        short_of_cash = order["side"] == "buy" and units * price > self.cash + 1e-9
+        short_of_units = order["side"] == "sell" and units > qty + 1e-12
+        if short_of_cash or short_of_units:
+            self._set_status(order, "rejected", "failed_at")
+            return
+        if order["side"] == "buy":
+            self.cash -= units * price
+            self._positions[symbol] = [qty + units, cost + units * price]
+        else:
+            self.cash += units * price
+            left = qty - units
+            if left <= 1e-12:
+                del self._positions[symbol]
+            else:
+                self._positions[symbol] = [left, cost * left / qty]
+        order.update(filled_qty=_decimal(units), filled_avg_price=_decimal(price))
+        self._set_status(order, "filled", "filled_at")
+
+    def _set_status(self, order: dict[str, Any], status: str, stamp: str) -> None:
+        now = self._now()
+        order.update({"status": status, stamp: now, "updated_at": now})
+
+    def _find(self, order_id: str) -> dict[str, Any] | None:
+        return next((o for o in self._orders if o["id"] == order_id), None)
+
+    def _held(self, symbol: str, side: str) -> float:
+        """Units reserved by open orders on ``side`` of ``symbol``."""
+        return sum(float(o["qty"]) if o["qty"] is not None else float(o["notional"]) / self._prices[symbol]
+                   for o in self._orders
+                   if o["status"] in _OPEN_STATUSES and o["side"] == side and o["symbol"] == symbol)
+
+    def _held_cash(self) -> float:
+        """Cash reserved by open buys."""
+        return sum(float(o["notional"]) if o["notional"] is not None else float(o["qty"]) * self._prices[o["symbol"]]
+                   for o in self._orders if o["status"] in _OPEN_STATUSES and o["side"] == "buy")
+
+    def _position_json(self, symbol: str) -> dict[str, Any]:
+        qty, cost = self._positions[symbol]
+        price = self._prices[symbol]
+        value = qty * price
+        return {
+            "asset_id": str(uuid.uuid5(_TRADING_NAMESPACE, symbol)), "symbol": symbol.replace("/", ""),
+            "exchange": "CRYPTO", "asset_class": "crypto", "asset_marginable": False,
+            "qty": _decimal(qty), "avg_entry_price": _decimal(cost / qty), "side": "long",
+            "market_value": _decimal(value), "cost_basis": _decimal(cost),
+            "unrealized_pl": _decimal(value - cost), "unrealized_plpc": _decimal((value - cost) / cost),
+            "unrealized_intraday_pl": _decimal(value - cost),
+            "unrealized_intraday_plpc": _decimal((value - cost) / cost),
+            "current_price": _decimal(price), "lastday_price": _decimal(price), "change_today": "0",
+            "qty_available": _decimal(qty - self._held(symbol, "sell")),
+        }
+
+    def _now(self) -> str:
+        """A deterministic clock: one second later at every event."""
+        self._ticks += 1
+        return format_time(datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=self._ticks))
+
+
+def _pair(symbol: str) -> str:
+    """Return ``BASE/QUOTE`` for ``BTC/USD`` or ``BTCUSD`` (as Alpaca accepts both)."""
+    if "/" in symbol:
+        return symbol.upper()
+    for quote in _CRYPTO_QUOTES:
+        if symbol.upper().endswith(quote) and len(symbol) > len(quote):
+            return f"{symbol[:-len(quote)].upper()}/{quote}"
+    return symbol.upper()
+
+
+def _refused(status: int, code: int, message: str) -> FakeResponse:
+    return FakeResponse(status, {"code": code, "message": message})
+
+
+def _not_found(message: str) -> FakeResponse:
+    return _refused(404, 40410000, message)
+
+
+def _round9(value: float) -> float:
+    return round(value, 9)
+
+
+def _decimal(value: float) -> str:
+    """Write a number the way Alpaca does: a decimal string (at most 9 decimals)."""
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return "0" if text in ("", "-0") else text
