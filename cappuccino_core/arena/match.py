@@ -1,0 +1,243 @@
+"""One arena match: the windows both players trade, the score, the outcome and its record.
+
+**Windows.** The arena holdout panel is cut greedily into non-overlapping evaluation windows of
+``window_bars`` steps (a window starting at decision row ``t`` earns the returns of bars
+``t + 1 .. t + window_bars``; the next window starts at ``t + window_bars`` or later, inside one
+segment). The latest ``confirmation_fraction`` of them are kept for the edge test; match ``n``
+draws ``windows_per_match`` of the others without replacement, with a seed derived from
+``(arena seed, n)`` and recorded with the match. Non-overlapping windows matter: the per-bar
+excess returns of a match (and of the edge test) then never count a bar twice, so the bootstrap
+interval of the edge test is not made narrower by duplicated bars.
+
+**Score.** Both players trade the same windows through the same backtester (same fees, slippage
+and execution rule). A player's score is the annualised Sharpe ratio
+(``metrics.sharpe``) of its per-bar returns in excess of the frictionless equal-weight
+buy-and-hold index (``metrics.excess_returns``), concatenated over the match's windows in time
+order. It rewards beating buy and hold per unit of tracking risk; fees and slippage are inside
+the returns. An undefined score (``None``: fewer than 2 bars or zero tracking variance) ranks
+below every defined score.
+
+**Outcome.** The challenger wins only with a score higher than the king's by more than
+``tie_tolerance``; everything else keeps the king (a tie is a ``TIE``: the challenger is
+eliminated and the king's streak does not change, since it did not win).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cappuccino_core.clock import ensure_utc
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.evaluation import metrics
+from cappuccino_core.features.panel import MarketPanel
+
+if TYPE_CHECKING:
+    from cappuccino_core.arena.promotion import EdgeTestResult
+
+# Purposes of derived seeds (part of the recorded rules: changing them changes every match).
+SEED_WINDOWS = 0
+SEED_BOOTSTRAP = 1
+
+
+@dataclass(frozen=True, eq=False)
+class WindowResult:
+    """One model traded over one evaluation window.
+
+    Attributes:
+        model_id: the candidate (or ``baseline/<name>``) that traded.
+        start_ns: open time (ns since the epoch, UTC) of the window's decision bar.
+        excess: ``[window_bars]`` per-bar returns minus the equal-weight buy-and-hold index returns.
+        alpha: total return minus the index's total return over the window (``metrics.alpha``).
+    """
+
+    model_id: str
+    start_ns: int
+    excess: np.ndarray
+    alpha: float | None
+
+
+@dataclass(frozen=True, eq=False)
+class HoldoutWindows:
+    """The evaluation windows of a holdout panel, as decision rows of that panel.
+
+    Attributes:
+        match_rows: ``[M]`` start rows matches draw from, increasing.
+        confirmation_rows: ``[C]`` start rows of the edge test (the latest windows), increasing.
+        window_bars: steps per window.
+    """
+
+    match_rows: np.ndarray
+    confirmation_rows: np.ndarray
+    window_bars: int
+
+
+def holdout_windows(
+    panel: MarketPanel, *, lookback: int, window_bars: int, confirmation_fraction: float, windows_per_match: int
+) -> HoldoutWindows:
+    """Cut ``panel`` into non-overlapping windows and split off the latest ones for the edge test.
+
+    Raises:
+        ValueError: the panel holds too few windows for one match plus one confirmation window.
+    """
+    valid = panel.window_starts(lookback, window_bars)
+    tiles: list[int] = []
+    i = 0
+    while i < valid.size:  # greedy: the earliest start, then the earliest one after its last bar
+        tiles.append(int(valid[i]))
+        i = int(np.searchsorted(valid, valid[i] + window_bars, side="left"))
+    n_confirm = max(1, round(len(tiles) * confirmation_fraction))
+    if len(tiles) - n_confirm < windows_per_match:
+        raise ValueError(
+            f"the holdout panel ({panel.num_bars} rows) holds {len(tiles)} non-overlapping windows of "
+            f"{window_bars} bars after a lookback of {lookback}; {n_confirm} go to the edge test, which "
+            f"leaves {len(tiles) - n_confirm} for matches of {windows_per_match} windows"
+        )
+    rows = np.asarray(tiles, dtype=np.int64)
+    return HoldoutWindows(rows[: len(tiles) - n_confirm], rows[len(tiles) - n_confirm :], window_bars)
+
+
+def derive_seed(arena_seed: int, match_number: int, purpose: int) -> int:
+    """Return a 32-bit seed derived from ``(arena_seed, match_number, purpose)`` (SeedSequence hashing)."""
+    state = np.random.SeedSequence([arena_seed, match_number, purpose]).generate_state(1, dtype=np.uint32)
+    return int(state[0])
+
+
+def draw_match_windows(match_rows: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Return ``count`` distinct start rows from ``match_rows``, drawn with ``seed``, increasing."""
+    if count > match_rows.size:
+        raise ValueError(f"cannot draw {count} windows from {match_rows.size}")
+    picked = np.random.default_rng(seed).choice(match_rows.size, size=count, replace=False)
+    return np.sort(match_rows[picked])
+
+
+def match_score(results: Sequence[WindowResult], interval: Interval) -> float | None:
+    """Return the annualised Sharpe of the per-bar excess returns concatenated over ``results``.
+
+    ``None`` when undefined (see ``metrics.sharpe``).
+    """
+    ordered = sorted(results, key=lambda r: r.start_ns)
+    excess = np.concatenate([r.excess for r in ordered]) if ordered else np.empty(0)
+    return metrics.sharpe(excess, interval)
+
+
+def mean_alpha(results: Sequence[WindowResult]) -> float | None:
+    """Return the mean per-window alpha; ``None`` if any window's alpha is undefined or there is none."""
+    values = [r.alpha for r in results]
+    if not values or any(v is None for v in values):
+        return None
+    return float(np.mean(values))
+
+
+def beats(score: float | None, other: float | None, tolerance: float) -> bool:
+    """Return whether ``score`` is higher than ``other`` by more than ``tolerance`` (``None`` ranks lowest)."""
+    if score is None:
+        return False
+    if other is None:
+        return True
+    return score > other + tolerance
+
+
+class MatchOutcome(StrEnum):
+    """How a match ended."""
+
+    KING_WINS = "king_wins"
+    CHALLENGER_WINS = "challenger_wins"
+    TIE = "tie"  # keeps the king; the challenger is eliminated; the streak is unchanged
+
+
+def decide_outcome(king_score: float | None, challenger_score: float | None, tolerance: float) -> MatchOutcome:
+    """Return the outcome: the challenger must beat the king; a tie keeps the king."""
+    if beats(challenger_score, king_score, tolerance):
+        return MatchOutcome.CHALLENGER_WINS
+    if beats(king_score, challenger_score, tolerance):
+        return MatchOutcome.KING_WINS
+    return MatchOutcome.TIE
+
+
+def match_id(arena_id: str, match_number: int, king_id: str, challenger_id: str) -> str:
+    """Return the idempotency key of a match: a digest of arena, number, king and challenger."""
+    text = "\x1f".join((arena_id, str(match_number), king_id, challenger_id))
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """Everything about one played match; what the store records and a mirror logs.
+
+    Attributes:
+        match_id: ``match_id(arena_id, match_number, king_id, challenger_id)``.
+        arena_id: the arena.
+        match_number: 1 for the arena's first match, then consecutive.
+        seed: the seed the windows were drawn with (``derive_seed(arena seed, number, SEED_WINDOWS)``).
+        king_id, challenger_id: the players.
+        king_streak_before: the king's streak when the match started.
+        window_starts: decision-bar open times (ns, UTC) of the windows traded.
+        window_bars: steps per window.
+        context_hash: hash of the holdout bars and environment config (``evaluator.context_hash``).
+        king_score, challenger_score: ``match_score`` of each player (``None`` if undefined).
+        king_alpha, challenger_alpha: mean per-window alpha of each player (for reports).
+        outcome: who won.
+        loser_id: the player the match eliminated.
+        streak_after: the winner's streak after the match (reported even when it then leaves).
+        edge_test: the promotion test, run when ``streak_after`` reached the promotion streak.
+        promoted_id: the king promoted to the sandbox by this match, if any.
+        rejected_id: the king eliminated because it reached the streak but failed the edge test.
+        king_after: the king after the match (``None`` when it was promoted or rejected).
+        played_at: when the result was computed (from the arena's clock).
+    """
+
+    match_id: str
+    arena_id: str
+    match_number: int
+    seed: int
+    king_id: str
+    challenger_id: str
+    king_streak_before: int
+    window_starts: tuple[int, ...]
+    window_bars: int
+    context_hash: str
+    king_score: float | None
+    challenger_score: float | None
+    king_alpha: float | None
+    challenger_alpha: float | None
+    outcome: MatchOutcome
+    loser_id: str
+    streak_after: int
+    edge_test: EdgeTestResult | None
+    promoted_id: str | None
+    rejected_id: str | None
+    king_after: str | None
+    played_at: datetime
+
+    @property
+    def winner_id(self) -> str:
+        """The player that stays in (or, after a promotion or rejection, that left as the winner)."""
+        return self.challenger_id if self.outcome is MatchOutcome.CHALLENGER_WINS else self.king_id
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict (floats exact, ``None`` kept)."""
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["window_starts"] = list(self.window_starts)
+        out["outcome"] = str(self.outcome)
+        out["edge_test"] = None if self.edge_test is None else self.edge_test.to_dict()
+        out["played_at"] = self.played_at.isoformat()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MatchResult:
+        """Rebuild from ``to_dict`` output."""
+        from cappuccino_core.arena.promotion import EdgeTestResult  # promotion imports this module
+
+        values = dict(data)
+        values["window_starts"] = tuple(int(s) for s in data["window_starts"])
+        values["outcome"] = MatchOutcome(data["outcome"])
+        values["edge_test"] = None if data["edge_test"] is None else EdgeTestResult.from_dict(data["edge_test"])
+        values["played_at"] = ensure_utc(datetime.fromisoformat(data["played_at"]))
+        return cls(**values)
