@@ -44,6 +44,7 @@ from alpaca.data.requests import CryptoBarsRequest
 from alpaca.data.timeframe import TimeFrame, TimeFrameUnit
 from pydantic import ValidationError
 
+from cappuccino_core.alpaca_http import TRANSIENT_ERRORS, TimeoutSession
 from cappuccino_core.data.bars import BAR_SCHEMA
 from cappuccino_core.data.errors import BarDataError, SourceError
 from cappuccino_core.data.intervals import Interval
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 # Errors the SDK could raise from deep inside on a reply of the wrong shape; ``_check_page``
 # catches the shapes we know first, these are the safety net.
 _SHAPE_ERRORS = (ValueError, TypeError, AttributeError, KeyError)
@@ -75,22 +75,6 @@ def alpaca_timeframe(interval: Interval) -> TimeFrame:
     """Return the SDK ``TimeFrame`` of ``interval`` (``4h`` -> ``TimeFrame(4, Hour)``)."""
     amount, unit = _TIMEFRAMES[Interval(interval)]
     return TimeFrame(amount, unit)
-
-
-class _TimeoutSession(requests.Session):
-    """A ``requests`` session that gives every request a timeout (the SDK sets none)."""
-
-    def __init__(self, timeout_seconds: float) -> None:
-        super().__init__()
-        self._timeout_seconds = timeout_seconds
-
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout_seconds)
-        response = super().request(method, url, *args, **kwargs)
-        logger.debug("%s %s -> HTTP %s", method, response.url, response.status_code)
-        return response
 
 
 class _MalformedPage(Exception):
@@ -133,7 +117,7 @@ class _CryptoClient(CryptoHistoricalDataClient):
                 raise RuntimeError(f"alpaca-py no longer has RESTClient.{attribute}; review _CryptoClient")
         self._retry = 0
         self._retry_codes = []
-        self._session = _TimeoutSession(timeout_seconds)
+        self._session = TimeoutSession(timeout_seconds)
 
     def get(self, path: str, data: dict[str, Any] | str | None = None, **kwargs: Any) -> Any:
         """Do one GET (one page, for the SDK's page loop) and check the page's shape.
@@ -263,7 +247,7 @@ class AlpacaBarSource:
                 raise BarDataError(where, self._redact(str(error))) from None
             except requests.exceptions.JSONDecodeError as error:
                 raise BarDataError(where, f"reply body is not valid JSON ({error})") from None
-            except _TRANSIENT_ERRORS as error:
+            except TRANSIENT_ERRORS as error:
                 reason = f"{type(error).__name__}: {self._redact(str(error))[:200]}"
             except _SHAPE_ERRORS as error:
                 detail = f"{type(error).__name__}: {self._redact(str(error))[:200]}"

@@ -38,6 +38,7 @@ from alpaca.trading.models import Order as AlpacaOrder
 from alpaca.trading.requests import GetOrdersRequest, MarketOrderRequest
 from pydantic import ValidationError
 
+from cappuccino_core.alpaca_http import TRANSIENT_ERRORS, TimeoutSession
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.symbols import parse_symbol
 from cappuccino_core.trading.broker import (
@@ -58,7 +59,6 @@ from cappuccino_core.trading.broker import (
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_TRANSIENT_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 _INSUFFICIENT_BALANCE = 40310000  # Alpaca's code for "insufficient balance/buying power"
 _QUOTES = ("USDT", "USDC", "USD", "BTC")  # quote currencies of Alpaca crypto pairs, longest first
 _DECIMALS = 9  # Alpaca takes qty and notional with at most 9 decimals
@@ -97,22 +97,6 @@ class ReconcileReport:
         return not (self.unknown_open_orders or self.missing_client_order_ids or self.position_differences)
 
 
-class _TimeoutSession(requests.Session):
-    """A ``requests`` session that gives every request a timeout (the SDK sets none)."""
-
-    def __init__(self, timeout_seconds: float) -> None:
-        super().__init__()
-        self._timeout_seconds = timeout_seconds
-
-    def request(  # type: ignore[override]
-        self, method: str, url: str, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout_seconds)
-        response = super().request(method, url, *args, **kwargs)
-        logger.debug("%s %s -> HTTP %s", method, response.url, response.status_code)
-        return response
-
-
 class _TradingClient(TradingClient):
     """The SDK trading client with its own retries off and a request timeout.
 
@@ -129,7 +113,7 @@ class _TradingClient(TradingClient):
                 raise RuntimeError(f"alpaca-py no longer has RESTClient.{attribute}; review _TradingClient")
         self._retry = 0
         self._retry_codes = []
-        self._session = _TimeoutSession(timeout_seconds)
+        self._session = TimeoutSession(timeout_seconds)
 
 
 class _PositionGone(BrokerError):
@@ -392,7 +376,7 @@ class AlpacaBroker:
                 if status is None or not (status == 429 or status >= 500):
                     raise self._refusal(what, error, client_order_id, missing) from None
                 reason = f"HTTP {status}"
-            except _TRANSIENT_ERRORS as error:
+            except TRANSIENT_ERRORS as error:
                 reason = f"{type(error).__name__}: {self._redact(str(error))[:200]}"
             except (ValidationError, requests.exceptions.JSONDecodeError) as error:
                 detail = self._redact(str(error)).splitlines()[0][:200]
