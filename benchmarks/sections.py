@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CAPPUCCINO_SHARED_DATA", REPO.parent / "shared" / "data" / "ohlcv"))
 SYMBOLS_USDT = ("BTC/USDT", "ETH/USDT", "LTC/USDT", "BCH/USDT", "LINK/USDT", "UNI/USDT", "AAVE/USDT")
 # The default trial budget: what the learning tests prove is enough to find a planted edge.
-TRIAL_PPO = PPOConfig(total_steps=150_000, num_envs=256, rollout_steps=32, minibatch_size=2048, update_epochs=4)
+TRIAL_PPO = PPOConfig()
 TRIAL_ENV = EnvConfig(lookback=20, episode_bars=128, num_envs=256)
 
 torch.set_num_threads(1)

@@ -351,7 +351,7 @@ def train(
 
     Raises:
         ValueError: ``seed`` is negative, the env's sizes disagree with the config, or
-            ``evaluate`` returned a non-finite score.
+            ``evaluate`` returned NaN or +inf (-inf is accepted as "worst possible").
         FloatingPointError: a loss became non-finite (see ``ppo_update``).
     """
     if seed < 0:
@@ -450,8 +450,10 @@ def _score(
     if evaluate is None:
         return float(torch.cat(window_returns).mean()) if window_returns else None
     score = float(evaluate(agent))
-    if not math.isfinite(score):
-        raise ValueError(f"evaluate returned a non-finite score ({score}) at env step {global_step}")
+    # -inf is a legitimate "worst possible" (e.g. a flat policy's undefined Sharpe, so Optuna
+    # still sees a number); NaN or +inf would silently corrupt best-score selection.
+    if math.isnan(score) or score == math.inf:
+        raise ValueError(f"evaluate returned an invalid score ({score}) at env step {global_step}")
     return score
 
 

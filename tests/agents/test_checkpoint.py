@@ -22,6 +22,9 @@ from cappuccino_core.agents.checkpoint import (
 )
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.networks import ActorCritic
+from cappuccino_core.env.accounting import ACTION_MAPPING
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.features.spec import FeatureSpec
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD")
@@ -39,8 +42,8 @@ def make_agent(seed: int = 0) -> ActorCritic:
 def make_card(**overrides) -> ModelCard:
     settings = dict(
         feature_spec=FeatureSpec().to_dict(), interval="1h", lookback=2, symbols=SYMBOLS,
-        normalisation={"mean": [[0.0] * 11] * 3, "std": [[1.0] * 11] * 3},
-        action_mapping={"kind": "softmax_weights"}, env_config={"fee_rate": 0.001},
+        normalisation=FeatureNormalizer.identity(3, 11).to_dict(),
+        action_mapping=dict(ACTION_MAPPING), env_config=EnvConfig(lookback=2).to_dict(),
         ppo_config=PPOConfig(hidden_sizes=HIDDEN, activation="relu").to_dict(),
         obs_dim=OBS_DIM, action_dim=ACTION_DIM, hidden_sizes=HIDDEN, data_hash="abc123",
         seed=7, library_versions=library_versions(), created_at="2026-05-09T12:00:00+00:00",

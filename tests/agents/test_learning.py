@@ -20,7 +20,7 @@ from cappuccino_core.evaluation.bootstrap import bootstrap_mean_ci
 from cappuccino_core.evaluation.scoring import window_excess_returns
 from cappuccino_core.features.panel_builder import build_panel
 
-BUDGET = PPOConfig(total_steps=150_000, num_envs=256, rollout_steps=32, minibatch_size=2048, update_epochs=4, eval_every_updates=10**6)
+BUDGET = PPOConfig(eval_every_updates=10**6)  # the default trial budget: 150k steps, 256 episodes x 32 bars
 
 
 def _fit_on_synthetic(seed: int, plant_strength: float) -> FitResult:

@@ -17,6 +17,9 @@ from cappuccino_core.agents.ppo import (
     ppo_update,
     train,
 )
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.env.normalization import FeatureNormalizer
+from cappuccino_core.env.portfolio_env import PortfolioEnv
 from cappuccino_core.env.protocol import ObservationLayout, StepResult
 
 
@@ -321,11 +324,19 @@ def test_train_lets_an_exception_from_the_callback_propagate_unchanged():
         train(config, TargetTrackingEnv(config.num_envs), seed=0, callback=prune)
 
 
-def test_train_refuses_a_non_finite_evaluation_score():
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_train_refuses_a_nan_or_infinite_evaluation_score(bad):
     config = small_config()
-    with pytest.raises(ValueError, match="non-finite score"):
-        train(config, TargetTrackingEnv(config.num_envs), seed=0,
-              evaluate=lambda agent: math.nan)
+    with pytest.raises(ValueError, match="invalid score"):
+        train(config, TargetTrackingEnv(config.num_envs), seed=0, evaluate=lambda agent: bad)
+
+
+def test_train_accepts_minus_infinity_as_the_worst_score():
+    config = small_config()
+    seen: list[float] = []
+    result = train(config, TargetTrackingEnv(config.num_envs), seed=0,
+                   evaluate=lambda agent: -math.inf, callback=lambda s, v: seen.append(v))
+    assert seen == [-math.inf, -math.inf] and result.best_score == -math.inf
 
 
 def test_train_refuses_an_env_with_a_different_number_of_episodes():
@@ -356,3 +367,18 @@ def test_train_learns_an_action_that_depends_on_the_observation():
     first_returns = result.train_returns[0][1]
     last_returns = result.train_returns[-1][1]
     assert last_returns > first_returns + 0.5 * abs(first_returns)
+
+
+def test_train_runs_on_the_portfolio_env_and_replays_exactly(random_walk_panel):
+    env_config = EnvConfig(lookback=5, episode_bars=20, num_envs=8)
+    normalizer = FeatureNormalizer.fit(random_walk_panel.features[:300])
+    config = small_config(num_envs=8, rollout_steps=32, total_steps=8 * 32 * 3)
+    results = [train(config, PortfolioEnv(random_walk_panel, env_config, normalizer), seed=5)
+               for _ in range(2)]
+    first, second = results
+    assert first.agent.obs_dim == 1 + 3 + 5 * 3 * 11
+    assert len(first.train_returns) == 3  # 20-bar episodes end (truncate) inside each rollout
+    assert all(math.isfinite(s.v_loss) for s in first.update_stats)
+    assert first.train_returns == second.train_returns
+    for name, tensor in first.agent.state_dict().items():
+        assert torch.equal(tensor, second.agent.state_dict()[name]), name
