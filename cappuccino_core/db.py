@@ -7,14 +7,38 @@ them; ``create_schema`` creates every table that has been imported.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from cappuccino_core.clock import ensure_utc
 
 
 class Base(DeclarativeBase):
     """Declarative base of every Cappuccino table."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp column that stores UTC and always reads back UTC-aware (SQLite drops zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC before storing (naive SQLite column); refuse naive datetimes."""
+        if value is None:
+            return None
+        value = ensure_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return a UTC-aware datetime whatever the backend returned."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def default_database_url(home: Path) -> str:

@@ -96,7 +96,7 @@ def ingest(params: IngestParams = IngestParams()) -> IngestReport:
         if state.is_completed():
             result = future.result()
             outcomes.append(SymbolIngest(
-                symbol=symbol, interval=str(interval), fetched=result.rows_after - result.rows_before + result.unchanged,
+                symbol=symbol, interval=str(interval), fetched=result.added + result.unchanged,
                 added=result.added, rows_after=result.rows_after, content_hash=result.content_hash_after,
             ))
         else:

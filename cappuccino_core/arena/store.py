@@ -23,20 +23,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
 import numpy as np
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Float,
     ForeignKey,
     Integer,
     LargeBinary,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     select,
     update,
@@ -48,28 +46,11 @@ from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.match import MatchOutcome, MatchResult, WindowResult
 from cappuccino_core.arena.state import ArenaStatus, EntrantState, EntrantStatus, ExitReason, ThroneState
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.db import Base
+from cappuccino_core.db import Base, UTCDateTime
 
 logger = logging.getLogger(__name__)
 
 _ID = 500  # longest candidate or model id (an MLflow model-version URI fits easily)
-
-
-class UTCDateTime(TypeDecorator):
-    """A timezone-aware UTC datetime on every backend (SQLite stores it naive, in UTC)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
-        """Convert to UTC before storing; refuse naive datetimes."""
-        return None if value is None else ensure_utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:  # noqa: ANN001
-        """Return a UTC-aware datetime whatever the backend returned."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class ArenaStateRow(Base):

@@ -26,18 +26,15 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
-    DateTime,
-    Dialect,
     Double,
     Engine,
     ForeignKey,
     Integer,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
     select,
     update,
@@ -47,7 +44,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cappuccino_core.clock import Clock, ensure_utc
 from cappuccino_core.data.symbols import parse_symbol, symbol_key
-from cappuccino_core.db import Base, session_factory
+from cappuccino_core.db import Base, UTCDateTime, session_factory
 from cappuccino_core.env.accounting import ExecutionCosts, fill_order
 from cappuccino_core.trading.broker import (
     Account,
@@ -72,24 +69,6 @@ _DUST = 1e-12
 _OPEN = [status.value for status in OrderStatus if status.is_open]
 
 
-class _UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp column that stores UTC and always reads back UTC-aware (SQLite drops zones)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = ensure_utc(value)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class SimAccountRow(Base):
     """One virtual account: its cash, counters and the last bar it processed."""
 
@@ -101,8 +80,8 @@ class SimAccountRow(Base):
     cash: Mapped[float] = mapped_column(Double)
     order_seq: Mapped[int] = mapped_column(Integer, default=0)
     revision: Mapped[int] = mapped_column(Integer, default=0)
-    last_bar_time: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    last_bar_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SimOrderRow(Base):
@@ -127,9 +106,9 @@ class SimOrderRow(Base):
     filled_qty: Mapped[float] = mapped_column(Double, default=0.0)
     filled_avg_price: Mapped[float | None] = mapped_column(Double, nullable=True)
     fee: Mapped[float | None] = mapped_column(Double, nullable=True)
-    submitted_at: Mapped[datetime] = mapped_column(_UTCDateTime)
-    filled_at: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True)
-    canceled_at: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    filled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class SimFillRow(Base):
@@ -146,7 +125,7 @@ class SimFillRow(Base):
     price: Mapped[float] = mapped_column(Double)
     notional: Mapped[float] = mapped_column(Double)
     fee: Mapped[float] = mapped_column(Double)
-    filled_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    filled_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class SimPositionRow(Base):
@@ -168,7 +147,7 @@ class SimMarkRow(Base):
     account_id: Mapped[str] = mapped_column(String(64), ForeignKey("sim_accounts.account_id"), primary_key=True)
     symbol: Mapped[str] = mapped_column(String(32), primary_key=True)
     price: Mapped[float] = mapped_column(Double)
-    as_of: Mapped[datetime] = mapped_column(_UTCDateTime)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 _TABLES = [row.__table__ for row in (SimAccountRow, SimOrderRow, SimFillRow, SimPositionRow, SimMarkRow)]
