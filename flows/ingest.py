@@ -11,7 +11,6 @@ from pydantic import BaseModel, Field
 from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import DataSourceKind, load_settings
 from cappuccino_core.data.ingest import IngestWindow, freshness_policy, ingest_window, make_source
-from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from tasks.data import assess_data, fetch_and_store
 
@@ -96,8 +95,8 @@ def ingest(params: IngestParams = IngestParams()) -> IngestReport:
         if state.is_completed():
             result = future.result()
             outcomes.append(SymbolIngest(
-                symbol=symbol, interval=str(interval), fetched=result.added + result.unchanged,
-                added=result.added, rows_after=result.rows_after, content_hash=result.content_hash_after,
+                symbol=symbol, interval=str(interval), fetched=result.fetched, added=result.write.added,
+                rows_after=result.write.rows_after, content_hash=result.write.content_hash_after,
             ))
         else:
             error = state.result(raise_on_failure=False)

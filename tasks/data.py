@@ -6,11 +6,11 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from cappuccino_core.data.errors import BarDataError, SourceError
-from cappuccino_core.data.ingest import DataStatus, IngestWindow, data_status, ingest_symbol
+from cappuccino_core.data.ingest import DataStatus, IngestWindow, SymbolIngestResult, data_status, ingest_symbol
 from cappuccino_core.data.freshness import FreshnessPolicy
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.source import BarSource
-from cappuccino_core.data.store import BarStore, WriteResult
+from cappuccino_core.data.store import BarStore
 
 
 def _transient(task, task_run, state) -> bool:
@@ -27,7 +27,7 @@ def _transient(task, task_run, state) -> bool:
 
 
 @task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient, cache_policy=NONE, task_run_name="fetch-{symbol}")
-def fetch_and_store(source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow) -> WriteResult:
+def fetch_and_store(source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow) -> SymbolIngestResult:
     """Fetch one symbol's bars and store them."""
     return ingest_symbol(source, store, symbol, interval, window)
 

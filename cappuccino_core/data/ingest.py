@@ -31,6 +31,14 @@ class IngestWindow:
 
 
 @dataclass(frozen=True)
+class SymbolIngestResult:
+    """One symbol's ingest: how many bars the source delivered and what the store did with them."""
+
+    fetched: int
+    write: WriteResult
+
+
+@dataclass(frozen=True)
 class DataStatus:
     """Quality of every stored series and the freshness verdict over them."""
 
@@ -97,7 +105,7 @@ def ingest_window(now: datetime, interval: Interval, history: timedelta) -> Inge
 
 def ingest_symbol(
     source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow
-) -> WriteResult:
+) -> SymbolIngestResult:
     """Fetch one symbol's bars in ``window`` and store them (validated, deduplicated, atomic).
 
     Raises:
@@ -107,7 +115,7 @@ def ingest_symbol(
     bars = source.fetch(symbol, interval, window.start, window.end)
     result = store.write(symbol, interval, bars, source=source.name)
     logger.info("ingested %s %s: %d fetched, %d new, %d stored", symbol, interval, bars.height, result.added, result.rows_after)
-    return result
+    return SymbolIngestResult(fetched=bars.height, write=result)
 
 
 def freshness_policy(settings: Settings, *, as_of: datetime | None = None, allow_stale: bool = False) -> FreshnessPolicy:

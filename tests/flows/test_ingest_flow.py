@@ -25,7 +25,7 @@ def test_ingest_flow_stores_the_synthetic_market_and_a_second_run_changes_nothin
     hashes = {e.symbol: e.content_hash for e in store.entries()}
 
     second = ingest(params=IngestParams(end=first.window_end))
-    assert all(s.added == 0 and s.rows_after == 240 for s in second.symbols)
+    assert all(s.fetched == 240 and s.added == 0 and s.rows_after == 240 for s in second.symbols)
     assert {e.symbol: e.content_hash for e in store.entries()} == hashes
 
 
