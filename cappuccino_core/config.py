@@ -80,6 +80,23 @@ class Settings(BaseSettings):
     synthetic_plant_strength: float = Field(
         1.0, ge=0, description="Strength of the synthetic market's planted predictable component (0 = no edge)."
     )
+    study_storage: str | None = Field(
+        None, description="SQLAlchemy URL of the Optuna studies (default: SQLite under home); PostgreSQL for several machines."
+    )
+    holdout_weeks: float = Field(4.0, gt=0, le=52, description="Most recent weeks kept back for the arena (never searched).")
+    replay_weeks: float = Field(0.0, ge=0, le=52, description="Weeks after the holdout kept for an offline sandbox replay (0: none).")
+    timeframe_trials: int = Field(50, ge=1, le=100, description="Trials of the timeframe search (Phase 2), at most 100.")
+    timeframe_steps: int = Field(50_000, ge=1, description="Training env steps per fold in the timeframe search (reduced budget).")
+    train_trials: int = Field(1000, ge=1, le=1000, description="Hard cap on trials of a training study (Phase 3), at most 1000.")
+    train_steps: int = Field(150_000, ge=1, description="Training env steps per fold in the training study.")
+    train_folds: int = Field(3, ge=1, le=10, description="Walk-forward validation folds per trial.")
+    train_envs: int = Field(256, ge=1, description="Parallel training episodes of a trial.")
+    early_stop_patience: int = Field(50, ge=1, description="Stop a study when the best value has not improved for this many completed trials.")
+    early_stop_min_delta: float = Field(0.01, ge=0, description="The least improvement of the best value that counts.")
+    early_stop_min_trials: int = Field(20, ge=1, description="Never stop early before this many completed trials.")
+    candidates: int = Field(10, ge=1, le=100, description="Best trials retrained and registered as arena candidates.")
+    model_name: str = Field("cappuccino-ppo", min_length=1, description="Registered model of the candidates.")
+    seed: int = Field(0, ge=0, description="Base seed of studies (sampler and training seeds).")
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -118,6 +135,11 @@ class Settings(BaseSettings):
     def bars_dir(self) -> Path:
         """Root of the bar store."""
         return self.home / "store"
+
+    @property
+    def studies_dir(self) -> Path:
+        """Study scratch files, worker logs and summaries."""
+        return self.home / "studies"
 
     @property
     def has_alpaca_keys(self) -> bool:

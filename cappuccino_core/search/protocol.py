@@ -1,0 +1,174 @@
+"""The validation protocol every trial goes through: walk-forward folds with purge and embargo.
+
+The search period is cut into ``n_folds`` consecutive validation blocks after a first training
+stretch (``evaluation.splits.walk_forward_folds``). Each fold trains a fresh agent on the rows
+before its block less a purge of ``lookback + label_horizon`` rows (no training observation or
+reward reaches into the block) and validates it on non-overlapping windows of the block. The
+embargo is set to the same length; walk-forward never trains after its block, so it is recorded
+rather than needed.
+
+Score of a fold: the annualised Sharpe of the per-bar returns in excess of equal-weight buy and
+hold (``evaluation.scoring.excess_sharpe``, the one definition). Score of a trial: the mean of
+the fold scores minus ``dispersion_penalty`` times their standard deviation. A fold whose score
+is undefined fails the trial (``UndefinedScoreError``); it is never dropped or replaced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from cappuccino_core.agents.config import PPOConfig
+from cappuccino_core.agents.fit import FitResult, ValidationSet, fit_agent
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.evaluation.scoring import window_excess_returns
+from cappuccino_core.evaluation.splits import Fold, WindowMode, walk_forward_folds
+from cappuccino_core.features.panel import MarketPanel
+
+
+class UndefinedScoreError(ValueError):
+    """A fold's validation score is undefined (e.g. constant excess returns)."""
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """How trials are validated.
+
+    Attributes:
+        n_folds: walk-forward validation blocks.
+        min_train_fraction: share of the search rows before the first validation block.
+        window_hours: length of one validation window (windows are non-overlapping).
+        min_window_bars: the least bars of one window, whatever the interval.
+        label_horizon: bars a reward looks ahead (1: decide at t, valued at t + 1).
+        dispersion_penalty: weight of the fold scores' standard deviation in the trial score.
+        mode: expanding or rolling training windows.
+    """
+
+    n_folds: int = 3
+    min_train_fraction: float = 0.5
+    window_hours: float = 168.0
+    min_window_bars: int = 5
+    label_horizon: int = 1
+    dispersion_penalty: float = 0.5
+    mode: WindowMode = WindowMode.EXPANDING
+
+    def __post_init__(self) -> None:
+        if self.n_folds < 1 or not 0 < self.min_train_fraction < 1 or self.window_hours <= 0:
+            raise ValueError(f"invalid ProtocolConfig: {self}")
+        if self.min_window_bars < 2 or self.label_horizon < 1 or self.dispersion_penalty < 0:
+            raise ValueError(f"invalid ProtocolConfig: {self}")
+        object.__setattr__(self, "mode", WindowMode(self.mode))
+
+    def window_bars(self, interval: Interval) -> int:
+        return max(int(round(self.window_hours * 3600 / interval.seconds)), self.min_window_bars)
+
+    def purge_rows(self, lookback: int) -> int:
+        return lookback + self.label_horizon
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mode": str(self.mode)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProtocolConfig:
+        return cls(**data)
+
+
+def plan_folds(panel: MarketPanel, lookback: int, protocol: ProtocolConfig) -> list[Fold]:
+    """Walk-forward folds over the rows of ``panel`` (the search period)."""
+    purge = protocol.purge_rows(lookback)
+    return walk_forward_folds(
+        panel.num_bars,
+        n_folds=protocol.n_folds,
+        train_min_rows=max(int(panel.num_bars * protocol.min_train_fraction), 1),
+        purge_rows=purge,
+        embargo_rows=purge,
+        mode=protocol.mode,
+    )
+
+
+def fold_validation(panel: MarketPanel, fold: Fold, lookback: int, protocol: ProtocolConfig) -> ValidationSet:
+    """The validation windows of one fold: its block, preceded by ``lookback - 1`` rows of history."""
+    start = fold.validation.start - (lookback - 1)
+    if start < fold.train.stop:
+        raise ValueError(f"fold history rows start at {start}, inside the training rows (< {fold.train.stop})")
+    return ValidationSet(panel.rows(start, fold.validation.stop), horizon=protocol.window_bars(panel.interval))
+
+
+def trial_score(fold_scores: list[float], dispersion_penalty: float) -> float:
+    """Mean fold score minus ``dispersion_penalty`` x their (population) standard deviation."""
+    scores = np.asarray(fold_scores, dtype=np.float64)
+    if scores.size == 0 or not np.all(np.isfinite(scores)):
+        raise UndefinedScoreError(f"fold scores must be finite, got {fold_scores}")
+    return float(scores.mean() - dispersion_penalty * scores.std())
+
+
+@dataclass(frozen=True)
+class FoldResult:
+    """One fold's trained agent and its validation."""
+
+    index: int
+    fold: Fold
+    score: float
+    fit: FitResult
+
+    @property
+    def excess_returns(self) -> np.ndarray:
+        return window_excess_returns(self.fit.validation_reports)
+
+
+@dataclass(frozen=True)
+class TrialValidation:
+    """A trial's validation: its score, per-fold scores and the per-bar excess returns behind them."""
+
+    score: float
+    fold_scores: tuple[float, ...]
+    folds: tuple[FoldResult, ...]
+
+    @property
+    def excess_returns(self) -> np.ndarray:
+        """Per-bar excess returns over every validation window of every fold, in time order."""
+        return np.concatenate([f.excess_returns for f in self.folds])
+
+
+ProgressFn = Callable[[int, int, float], None]
+"""``progress(fold_index, env_step, fold_validation_score)`` during training (pruning, curves)."""
+
+
+def validate_trial(
+    panel: MarketPanel,
+    *,
+    env_config: EnvConfig,
+    ppo_config: PPOConfig,
+    seed: int,
+    protocol: ProtocolConfig,
+    created_at: datetime,
+    progress: ProgressFn | None = None,
+    study: str | None = None,
+    trial: int | None = None,
+    fit: Callable[..., FitResult] = fit_agent,
+) -> TrialValidation:
+    """Train one agent per fold on ``panel`` (the search period) and score it out of sample.
+
+    Raises:
+        UndefinedScoreError: a fold's validation score is undefined.
+        Whatever training raises (bad hyperparameters, non-finite losses, pruning).
+    """
+    results: list[FoldResult] = []
+    for k, fold in enumerate(plan_folds(panel, env_config.lookback, protocol)):
+        callback = None if progress is None else (lambda step, score, k=k: progress(k, step, score))
+        fitted = fit(
+            panel.rows(fold.train.start, fold.train.stop),
+            env_config=env_config, ppo_config=ppo_config, seed=seed + k, created_at=created_at,
+            validation=fold_validation(panel, fold, env_config.lookback, protocol),
+            callback=callback, study=study, trial=trial,
+        )
+        if fitted.validation_score is None:
+            raise UndefinedScoreError(f"fold {k}: the validation Sharpe of excess returns is undefined")
+        results.append(FoldResult(k, fold, fitted.validation_score, fitted))
+    scores = [r.score for r in results]
+    return TrialValidation(trial_score(scores, protocol.dispersion_penalty), tuple(scores), tuple(results))
