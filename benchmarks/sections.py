@@ -162,3 +162,83 @@ def bench_trial() -> dict:
         "trial_validation_excess_sharpe": None if fit.validation_score is None else round(fit.validation_score, 3),
         "trials_per_day_two_workers": round(2 * 86400 / seconds),
     }
+
+
+def bench_study() -> dict:
+    """Per-trial overhead of orchestration plus tracking against training, and a 1000-trial projection.
+
+    Three default trials (150k steps per fold, 3 walk-forward folds, 7 assets, 2 years of 1h
+    bars, lookback 20) of a training study, run by one worker inside a Prefect flow and task,
+    recorded in MLflow (SQLite) with checkpoints and plots. Training time is the time spent in
+    ``fit_agent`` (training and its validation backtests); everything else in a trial (Optuna
+    storage, MLflow run, params, metrics, curve, checkpoint artifacts, PNG) plus the flow and
+    task overhead shared out per trial is overhead.
+    """
+    from dataclasses import replace
+
+    from prefect import flow, task
+    from prefect.cache_policies import NONE
+
+    from cappuccino_core.agents.fit import fit_agent
+    from cappuccino_core.config import Settings
+    from cappuccino_core.data.store import BarStore
+    from cappuccino_core.search import runner
+    from cappuccino_core.search.spec import PrunerConfig, StudyKind
+
+    fit_seconds: list[float] = []
+
+    def timed_fit(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return fit_agent(*args, **kwargs)
+        finally:
+            fit_seconds.append(time.perf_counter() - started)
+
+    trials = 3
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp) / "home"
+        market = SyntheticMarketConfig(seed=0)
+        store = BarStore(home / "store")
+        for symbol, bars in generate_bars(market, market.origin, market.origin + timedelta(days=730)).items():
+            store.write(symbol, Interval.H1, bars, source="synthetic")
+        settings = Settings(home=home, symbols=market.symbols)
+        loc = runner.StudyLocation.from_settings(settings)
+        spec = runner.timeframe_spec(settings, store, "bench", trials=trials)
+        spec = replace(spec, kind=StudyKind.TRAINING, intervals=(Interval.H1,), lookbacks=(20,),
+                       ppo=replace(TRIAL_PPO), pruner=PrunerConfig(enabled=False))
+        runner.prepare(spec, loc, store)
+
+        @task(cache_policy=NONE)
+        def run_trials_task() -> dict:
+            return runner.run_worker_here(loc, "bench", store, fit=timed_fit).to_dict()
+
+        @flow
+        def study_flow() -> dict:
+            started = time.perf_counter()
+            report = run_trials_task()
+            return {"report": report, "task_seconds": time.perf_counter() - started}
+
+        flow_started = time.perf_counter()
+        out = study_flow()
+        flow_seconds = time.perf_counter() - flow_started
+        summary = runner.finish(loc, "bench")
+        done = [t for t in runner.read_study(loc, "bench").trials if t.state.name == "COMPLETE"]
+        walls = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
+    if len(done) != trials:
+        raise RuntimeError(f"bench study: {len(done)} of {trials} trials completed ({summary.trials_by_state})")
+    fits_per_trial = len(fit_seconds) / trials
+    train_per_trial = sum(fit_seconds) / trials
+    wall_per_trial = sum(walls) / trials
+    in_trial_overhead = wall_per_trial - train_per_trial
+    # Flow and task overhead (server start excluded: a deployment runs against a running server).
+    orchestration = max(out["task_seconds"] - sum(walls), 0.0) / trials
+    overhead = in_trial_overhead + orchestration
+    return {
+        "study_trial_seconds": round(wall_per_trial, 2),
+        "study_trial_training_seconds": round(train_per_trial, 2),
+        "study_trial_overhead_seconds": round(overhead, 3),
+        "study_trial_folds": fits_per_trial,
+        "study_flow_seconds_incl_server": round(flow_seconds, 1),
+        "trial_overhead_fraction": round(overhead / train_per_trial, 4),
+        "study_1000_projected_hours": round(1000 * (wall_per_trial + orchestration) / 3600, 2),
+    }

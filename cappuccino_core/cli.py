@@ -23,6 +23,10 @@ from flows.ingest import IngestParams
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cappuccino: crypto PPO research and deployment pipeline.")
 data_app = typer.Typer(no_args_is_help=True, help="Market data: ingest and status.")
 app.add_typer(data_app, name="data")
+search_app = typer.Typer(no_args_is_help=True, help="Phase 2: the timeframe search.")
+app.add_typer(search_app, name="search")
+train_app = typer.Typer(invoke_without_command=True, help="Phase 3: the training study (run it, or `train status`).")
+app.add_typer(train_app, name="train")
 console = Console()
 err_console = Console(stderr=True)
 
@@ -106,6 +110,149 @@ def data_status_cmd(
         _print_status(status)
     if not status.ok:
         raise typer.Exit(1)
+
+
+@search_app.command("timeframe")
+def search_timeframe(
+    trials: Annotated[Optional[int], typer.Option(min=1, max=100, help="Trials (default CAPPUCCINO_TIMEFRAME_TRIALS, at most 100).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default timeframe-YYYYMMDD); an existing one resumes.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge data freshness as of this time.")] = None,
+    allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
+) -> None:
+    """Search bar interval x lookback with a reduced budget; record the choice for training."""
+    from cappuccino_core.clock import SystemClock
+    from flows.timeframe_search import TimeframeParams, timeframe_search
+
+    settings = _settings()
+    name = study or f"timeframe-{SystemClock().now():%Y%m%d}"
+    params = TimeframeParams(trials=trials, workers=workers, study=name, as_of=_time(as_of), allow_stale=allow_stale)
+    report = _with_progress(settings, name, trials or settings.timeframe_trials, lambda: timeframe_search(params=params))
+    choice = report.choice
+    console.print(f"[green]timeframe:[/green] {choice['interval']} x lookback {choice['lookback']} "
+                  f"(mean score {choice['score']:.3f} over its trials; {choice['trials']} trials in the study)")
+    table = Table(title="Alternatives (best first)")
+    for col in ("interval", "lookback", "mean score", "best score", "trials"):
+        table.add_column(col)
+    for alt in choice["alternatives"]:
+        table.add_row(alt["interval"], str(alt["lookback"]), f"{alt['mean_score']:.3f}", f"{alt['best_score']:.3f}", str(alt["trials"]))
+    console.print(table)
+    _print_summary(report.summary)
+
+
+@train_app.callback()
+def train_cmd(
+    ctx: typer.Context,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Hard cap on trials (default CAPPUCCINO_TRAIN_TRIALS, at most 1000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine.")] = 1,
+    study: Annotated[Optional[str], typer.Option(help="Study name (default train-YYYYMMDD); an existing one resumes.")] = None,
+    timeframe_study: Annotated[Optional[str], typer.Option(help="Phase 2 study to use (default: the latest).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge data freshness as of this time.")] = None,
+    allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
+) -> None:
+    """Run the training study on Phase 2's timeframe, then register the best trials as candidates."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from cappuccino_core.clock import SystemClock
+    from flows.train import TrainParams, train
+
+    settings = _settings()
+    name = study or f"train-{SystemClock().now():%Y%m%d}"
+    params = TrainParams(trials=trials, workers=workers, study=name, timeframe_study=timeframe_study,
+                         as_of=_time(as_of), allow_stale=allow_stale)
+    report = _with_progress(settings, name, trials or settings.train_trials, lambda: train(params=params))
+    _print_summary(report.summary)
+    for c in report.candidates:
+        console.print(f"candidate: {settings.model_name} v{c['version']} from trial {c['trial']} (trial score {c['trial_score']:.3f})")
+
+
+@train_app.command("status")
+def train_status(
+    study: Annotated[Optional[str], typer.Option(help="Study name (default: the most recent training study).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Trials by state, best value, cap, and whether (and why) the study stopped early."""
+    from cappuccino_core.search.runner import StudyError, StudyLocation, latest_study, require_spec
+    from cappuccino_core.study.status import study_status
+    from cappuccino_core.study.storage import StudyNotFound
+
+    loc = StudyLocation.from_settings(_settings())
+    try:
+        name = study or latest_study(loc, "training")
+        spec = require_spec(loc, name)
+        status = study_status(loc.storage_url, name, heartbeat_interval=spec.heartbeat_seconds)
+    except (StudyNotFound, LookupError, StudyError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    doc = status.to_dict()
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return
+    table = Table(title=f"Study {name}")
+    table.add_column("field")
+    table.add_column("value")
+    for key, value in doc.items():
+        table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    console.print(table)
+
+
+def _with_progress(settings: Settings, name: str, cap: int, run_flow):
+    """Run ``run_flow`` with a progress bar fed by the study storage (trials done / cap, best, ETA)."""
+    import threading
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cappuccino_core.search.runner import StudyLocation
+    from cappuccino_core.study.status import study_status
+    from cappuccino_core.study.storage import StudyNotFound
+
+    loc = StudyLocation.from_settings(settings)
+    done = threading.Event()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]}"), TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task(name, total=cap, best="-")
+
+        def poll() -> None:
+            while not done.wait(1.0):
+                try:
+                    s = study_status(loc.storage_url, name)
+                except StudyNotFound:
+                    continue
+                finished = sum(v for k, v in s.trials_by_state.items() if k in ("COMPLETE", "PRUNED", "FAIL"))
+                best = "-" if s.best_value is None else f"{s.best_value:.3f}"
+                bar.update(task, completed=finished, total=s.cap or cap, best=best)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            return _run_flow_or_exit(run_flow)
+        finally:
+            done.set()
+            thread.join()
+
+
+def _run_flow_or_exit(run_flow):
+    from cappuccino_core.data.errors import StaleDataError
+    from cappuccino_core.search.runner import StudyError
+
+    try:
+        return run_flow()
+    except (StaleDataError, StudyError, ValueError, LookupError) as exc:
+        err_console.print(f"[red]error:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(1) from None
+
+
+def _print_summary(summary: dict) -> None:
+    states = ", ".join(f"{k.lower()} {v}" for k, v in summary["trials_by_state"].items() if v)
+    console.print(f"study {summary['name']}: {summary['total_trials']} trials of cap {summary['cap']} ({states})")
+    best = summary["best_value"]
+    console.print(f"best value {best if best is None else f'{best:.4f}'} (trial {summary['best_trial']})")
+    pbo = summary["pbo"]
+    console.print(f"PBO {'n/a: ' + str(summary['pbo_reason']) if pbo is None else f'{pbo:.3f}'}; "
+                  f"DSR {summary['dsr'] if summary['dsr'] is None else format(summary['dsr'], '.3f')} "
+                  f"over {summary['dsr_tests']} trials tried")
+    if summary["stopped_early"]:
+        console.print(f"stopped early: {summary['stop_reason']}")
 
 
 @app.command("run")

@@ -62,6 +62,8 @@ class StudySpec:
         model_name: registered model of the candidates; top_k: candidates registered.
         timeframe_study: the Phase 2 study this one took its interval and lookback from.
         prior_trials: trials tried before this study (Phase 2's), counted by the DSR.
+        heartbeat_seconds: a running trial's worker beats this often; a trial silent for twice
+            as long is failed (and retried once) by the next worker.
     """
 
     name: str
@@ -84,6 +86,7 @@ class StudySpec:
     top_k: int = 10
     timeframe_study: str | None = None
     prior_trials: int = 0
+    heartbeat_seconds: int = 30
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kind", StudyKind(self.kind))
@@ -98,6 +101,8 @@ class StudySpec:
             raise ValueError(f"need at least one interval and lookbacks >= 2, got {self.intervals}, {self.lookbacks}")
         if self.kind is StudyKind.TRAINING and (len(self.intervals) != 1 or len(self.lookbacks) != 1):
             raise ValueError("a training study has exactly one interval and one lookback (Phase 2's choice)")
+        if self.heartbeat_seconds < 1:
+            raise ValueError(f"heartbeat_seconds must be >= 1, got {self.heartbeat_seconds}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
@@ -120,6 +125,7 @@ class StudySpec:
             "data_hashes": dict(self.data_hashes), "early_stop": asdict(self.early_stop),
             "pruner": asdict(self.pruner), "model_name": self.model_name, "top_k": self.top_k,
             "timeframe_study": self.timeframe_study, "prior_trials": self.prior_trials,
+            "heartbeat_seconds": self.heartbeat_seconds,
         }
 
     @classmethod

@@ -1,0 +1,113 @@
+"""Registered model versions: candidates from studies, their tags and aliases.
+
+Stages are deprecated in MLflow (since 2.9); a version's place in the lifecycle is its tag
+``stage`` and the aliases pointing at it. Every version carries the tags that say where it
+came from: ``study``, ``trial``, ``feature_spec_version``, ``data_hash``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+DEFAULT_MODEL_NAME = "cappuccino-ppo"
+CANDIDATE_STAGE = "candidate"
+PROVENANCE_TAGS = ("study", "trial", "feature_spec_version", "data_hash", "stage")
+
+
+def ensure_registered_model(client: MlflowClient, name: str) -> None:
+    """Create registered model ``name`` unless it exists (safe when workers race to create it)."""
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def register_candidate(
+    client: MlflowClient,
+    *,
+    model_uri: str,
+    run_id: str,
+    study: str,
+    trial: int,
+    feature_spec_version: str,
+    data_hash: str,
+    model_name: str = DEFAULT_MODEL_NAME,
+    extra_tags: Mapping[str, str] | None = None,
+) -> str:
+    """Register ``model_uri`` (made by run ``run_id``) as a new candidate version; return its number.
+
+    ``model_uri`` is what ``log_policy_model`` returned (``models:/<model_id>``) or a
+    ``runs:/<run_id>/<path>`` URI of a checkpoint directory logged as run artifacts.
+
+    Raises:
+        ValueError: the model was not made by ``run_id``, or ``extra_tags`` tries to change a
+            provenance tag.
+    """
+    tags = {
+        "study": study, "trial": str(int(trial)), "feature_spec_version": str(feature_spec_version),
+        "data_hash": data_hash, "stage": CANDIDATE_STAGE,
+    }
+    clash = sorted(set(extra_tags or {}) & set(tags))
+    if clash:
+        raise ValueError(f"extra_tags may not set the provenance tags {clash}")
+    source, model_id = _source_of(client, model_uri, run_id)
+    ensure_registered_model(client, model_name)
+    version = client.create_model_version(
+        model_name, source=source, run_id=run_id,
+        tags={**{k: str(v) for k, v in (extra_tags or {}).items()}, **tags}, model_id=model_id,
+    )
+    return str(version.version)
+
+
+def set_version_tag(client: MlflowClient, name: str, version: str, key: str, value: str) -> None:
+    """Set tag ``key=value`` on version ``version`` of registered model ``name``."""
+    client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Point alias ``alias`` of registered model ``name`` at ``version`` (moving it if set)."""
+    client.set_registered_model_alias(name, alias, str(version))
+
+
+def versions_of_study(client: MlflowClient, study: str, model_name: str = DEFAULT_MODEL_NAME) -> list[ModelVersion]:
+    """Return the versions of ``model_name`` registered from ``study``, in registration order."""
+    if "'" in study or "'" in model_name:
+        raise ValueError(f"names with single quotes cannot be searched: {study!r}, {model_name!r}")
+    found: list[ModelVersion] = []
+    token = None
+    while True:
+        page = client.search_model_versions(
+            f"name = '{model_name}' and tags.study = '{study}'", max_results=1000, page_token=token
+        )
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def _source_of(client: MlflowClient, model_uri: str, run_id: str) -> tuple[str, str | None]:
+    """The registry ``source`` for ``model_uri`` and its LoggedModel id (None for run artifacts)."""
+    if model_uri.startswith("models:/"):
+        model_id = model_uri.removeprefix("models:/").strip("/")
+        if "/" in model_id or "@" in model_id:
+            raise ValueError(f"{model_uri!r} is a registered model version; register the run's model instead")
+        logged = client.get_logged_model(model_id)
+        if logged.source_run_id != run_id:
+            raise ValueError(f"{model_uri} was logged by run {logged.source_run_id}, not {run_id}")
+        # The storage location, not the models:/ URI: MLflow's SQL registry would resolve that
+        # URI through the *global* tracking URI (a relative ./mlflow.db), not this client's.
+        return logged.artifact_location, model_id
+    if model_uri.startswith("runs:/"):
+        uri_run, _, path = model_uri.removeprefix("runs:/").partition("/")
+        if uri_run != run_id:
+            raise ValueError(f"{model_uri} belongs to run {uri_run}, not {run_id}")
+        if not path.strip("/"):
+            raise ValueError(f"{model_uri} names no artifact path inside the run")
+        return client.get_run(run_id).info.artifact_uri.rstrip("/") + "/" + path.strip("/"), None
+    raise ValueError(f"unsupported model URI {model_uri!r}: expected models:/<model_id> or runs:/<run_id>/<path>")

@@ -1,0 +1,280 @@
+"""Run a study: prepare it once, run workers (here or as processes), reconcile, summarise.
+
+The order matters (STACK-NOTES): the MLflow store and the Optuna study are created once,
+before any worker starts; workers only load them. A study that exists is resumed with the
+spec it was created with: a restart never changes its rules, cap or data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import optuna
+
+from cappuccino_core.agents.config import PPOConfig
+from cappuccino_core.clock import Clock, SystemClock
+from cappuccino_core.config import Settings
+from cappuccino_core.data.intervals import SEARCH_INTERVALS, Interval
+from cappuccino_core.data.store import BarStore
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.features.market import supported_intervals
+from cappuccino_core.search.market import PanelCache, plan_store_split, study_panel
+from cappuccino_core.search.objective import StudyObjective, StudyTracker
+from cappuccino_core.search.protocol import ProtocolConfig
+from cappuccino_core.search.record import reconcile_runs
+from cappuccino_core.search.space import LOOKBACK_CHOICES
+from cappuccino_core.search.spec import EarlyStopConfig, StudyKind, StudySpec
+from cappuccino_core.search.summary import StudySummary, summarise
+from cappuccino_core.search.timeframe import TimeframeChoice, choose_timeframe
+from cappuccino_core.study.early_stop import DiminishingReturns
+from cappuccino_core.study.storage import default_storage_url, load_study, prepare_study, sqlite_path
+from cappuccino_core.study.worker import WorkerReport, run_worker
+from cappuccino_core.tracking.runs import get_or_create_experiment, get_or_create_parent_run, set_summary
+from cappuccino_core.tracking.store import artifact_root, client as mlflow_client, code_version, ensure_store, tracking_uri
+
+SPEC_ATTR = "spec"
+CHOICE_ATTR = "timeframe_choice"
+
+
+class StudyError(RuntimeError):
+    """A study cannot be prepared or run (the message says why)."""
+
+
+@dataclass(frozen=True)
+class StudyLocation:
+    """Where studies and their record live."""
+
+    storage_url: str
+    tracking_uri: str
+    home: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StudyLocation:
+        home = settings.home
+        return cls(settings.study_storage or default_storage_url(home), tracking_uri(home), home)
+
+    @property
+    def artifact_location(self) -> str | None:
+        return artifact_root(self.home) if self.tracking_uri.startswith("sqlite:") else None
+
+
+# --------------------------------------------------------------------------- specs
+
+
+def timeframe_spec(settings: Settings, store: BarStore, name: str, *, trials: int | None = None) -> StudySpec:
+    """Phase 2's spec from the settings and the stored data."""
+    split = plan_store_split(store, settings.symbols, settings.base_interval, holdout_weeks=settings.holdout_weeks,
+                             replay_weeks=settings.replay_weeks)
+    intervals = supported_intervals(settings.base_interval, SEARCH_INTERVALS)
+    return StudySpec(
+        name=name, kind=StudyKind.TIMEFRAME, cap=trials or settings.timeframe_trials, seed=settings.seed,
+        symbols=settings.symbols, base_interval=settings.base_interval, split=split, intervals=intervals,
+        lookbacks=LOOKBACK_CHOICES, protocol=ProtocolConfig(n_folds=settings.train_folds),
+        ppo=_budget(settings.timeframe_steps, settings.train_envs), env=EnvConfig(num_envs=settings.train_envs),
+        max_gap_bars=settings.max_gap_bars, early_stop=_early_stop(settings), model_name=settings.model_name,
+    )
+
+
+def training_spec(settings: Settings, choice: TimeframeChoice, timeframe: StudySpec, name: str, *, trials: int | None = None) -> StudySpec:
+    """Phase 3's spec: Phase 2's interval and lookback, its split and data, the full budget."""
+    return replace(
+        timeframe, name=name, kind=StudyKind.TRAINING, cap=trials or settings.train_trials,
+        intervals=(choice.interval,), lookbacks=(choice.lookback,), ppo=_budget(settings.train_steps, settings.train_envs),
+        data_hashes={k: v for k, v in timeframe.data_hashes.items() if k == str(choice.interval)},
+        top_k=settings.candidates, timeframe_study=choice.study, prior_trials=choice.trials,
+    )
+
+
+def _budget(steps: int, envs: int) -> PPOConfig:
+    base = PPOConfig(num_envs=envs, minibatch_size=min(PPOConfig().minibatch_size, envs * PPOConfig().rollout_steps))
+    return replace(base, total_steps=max(steps, base.batch_size))
+
+
+def _early_stop(settings: Settings) -> EarlyStopConfig:
+    return EarlyStopConfig(settings.early_stop_patience, settings.early_stop_min_delta, settings.early_stop_min_trials)
+
+
+# --------------------------------------------------------------------------- prepare / load
+
+
+def prepare(spec: StudySpec, loc: StudyLocation, store: BarStore) -> StudySpec:
+    """Create the MLflow store, the study and its parent run once; return the spec in force.
+
+    An existing study keeps its stored spec (a restart resumes, it does not redefine).
+    """
+    ensure_store(loc.tracking_uri)
+    existing = stored_spec(loc, spec.name)
+    if existing is not None:
+        return existing
+    hashes = {str(i): study_panel(store, spec, i).data_hash for i in spec.intervals}
+    spec = replace(spec, data_hashes=hashes)
+    prepare_study(loc.storage_url, spec.name, direction="maximize", sampler_seed=spec.seed, cap=spec.cap,
+                  attrs={SPEC_ATTR: spec.to_json(), "kind": str(spec.kind)})
+    open_tracker(spec, loc)
+    return spec
+
+
+def stored_spec(loc: StudyLocation, name: str) -> StudySpec | None:
+    path = sqlite_path(loc.storage_url)
+    if path is not None and not path.exists():
+        return None  # do not create an empty database just to look
+    try:
+        study = read_study(loc, name)
+    except KeyError:
+        return None
+    text = study.user_attrs.get(SPEC_ATTR)
+    if text is None:
+        raise StudyError(f"study {name!r} in {loc.storage_url} was not made by cappuccino (no spec)")
+    return StudySpec.from_json(text)
+
+
+def require_spec(loc: StudyLocation, name: str) -> StudySpec:
+    spec = stored_spec(loc, name)
+    if spec is None:
+        raise StudyError(f"no study named {name!r} in {loc.storage_url}")
+    return spec
+
+
+def open_tracker(spec: StudySpec, loc: StudyLocation) -> StudyTracker:
+    client = mlflow_client(loc.tracking_uri)
+    experiment_id = get_or_create_experiment(client, spec.name, loc.artifact_location)
+    tags = {"cappuccino.kind": str(spec.kind), "cappuccino.cap": str(spec.cap),
+            **{f"cappuccino.split.{k}": v for k, v in spec.split.to_dict().items()}}
+    parent = get_or_create_parent_run(client, experiment_id, study=spec.name, phase=str(spec.kind), tags=tags)
+    return StudyTracker(client, experiment_id, parent, code_version())
+
+
+def read_study(loc: StudyLocation, name: str) -> optuna.Study:
+    """The study for reading and recording (no sampler, no worker slot)."""
+    return optuna.load_study(study_name=name, storage=loc.storage_url)
+
+
+def open_study(loc: StudyLocation, spec: StudySpec) -> optuna.Study:
+    """The study for running trials: capped storage, heartbeat, seeded TPE, the spec's pruner."""
+    study = load_study(loc.storage_url, spec.name, sampler_seed=spec.seed, heartbeat_interval=spec.heartbeat_seconds)
+    if spec.pruner.enabled:
+        study.pruner = optuna.pruners.MedianPruner(n_startup_trials=spec.pruner.n_startup_trials,
+                                                   n_warmup_steps=spec.pruner.n_warmup_steps)
+    else:
+        study.pruner = optuna.pruners.NopPruner()
+    return study
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def run_worker_here(loc: StudyLocation, name: str, store: BarStore, *, clock: Clock | None = None,
+                    max_trials: int | None = None, timeout: float | None = None, fit=None) -> WorkerReport:
+    """Run trials of study ``name`` in this process until the cap, an early stop, or the limits."""
+    spec = require_spec(loc, name)
+    study = open_study(loc, spec)
+    tracker = open_tracker(spec, loc)
+    scratch = loc.home / "studies" / spec.name / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    extra = {} if fit is None else {"fit": fit}
+    objective = StudyObjective(spec, PanelCache(store, spec), tracker, clock or SystemClock(), scratch=scratch, **extra)
+    early = DiminishingReturns(spec.early_stop.patience, spec.early_stop.min_delta, spec.early_stop.min_trials)
+    return run_worker(study, objective, max_trials=max_trials, timeout=timeout, early_stop=early)
+
+
+def spawn_workers(count: int, loc: StudyLocation, name: str, *, max_trials: int | None = None,
+                  env: dict[str, str] | None = None) -> list[subprocess.Popen]:
+    """Start ``count`` worker processes on this machine (the study must be prepared)."""
+    logs = loc.home / "studies" / name
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for i in range(count):
+        cmd = [sys.executable, "-m", "cappuccino_core.search.worker_main", "--storage", loc.storage_url,
+               "--tracking", loc.tracking_uri, "--home", str(loc.home), "--study", name]
+        if max_trials is not None:
+            cmd += ["--max-trials", str(max_trials)]
+        log = open(logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - handed to the child, closed with it
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}))
+        log.close()
+    return procs
+
+
+def wait_workers(procs: list[subprocess.Popen], loc: StudyLocation, name: str) -> None:
+    """Wait for every worker; raise naming each one that failed and its log."""
+    failed = []
+    for i, proc in enumerate(procs):
+        if proc.wait() != 0:
+            failed.append(f"worker {i} exited {proc.returncode} (log: {loc.home / 'studies' / name / f'worker-{i}.log'})")
+    if failed:
+        raise StudyError("; ".join(failed))
+
+
+# --------------------------------------------------------------------------- finish
+
+
+def finish(loc: StudyLocation, name: str, *, clock: Clock | None = None) -> StudySummary:
+    """Reconcile MLflow with Optuna, summarise, and record the summary on the parent run and on disk."""
+    spec = require_spec(loc, name)
+    study = read_study(loc, name)
+    tracker = open_tracker(spec, loc)
+    reconcile_runs(study, tracker, spec.name)
+    summary = summarise(study, spec)
+    metrics = {"best_value": summary.best_value, "pbo": summary.pbo, "dsr": summary.dsr,
+               "best_per_bar_sharpe": summary.best_per_bar_sharpe, "total_trials": float(summary.total_trials),
+               **{f"trials_{k.lower()}": float(v) for k, v in summary.trials_by_state.items()},
+               **{f"importance.{k}": v for k, v in summary.importances.items()}}
+    tags = {"cappuccino.best_trial": str(summary.best_trial), "cappuccino.stopped_early": str(summary.stopped_early),
+            "cappuccino.stop_reason": str(summary.stop_reason), "cappuccino.importance_method": summary.importance_method,
+            "cappuccino.pbo_reason": str(summary.pbo_reason), "cappuccino.dsr_reason": str(summary.dsr_reason),
+            "cappuccino.dsr_tests": str(summary.dsr_tests)}
+    if spec.kind is StudyKind.TIMEFRAME and summary.trials_by_state["COMPLETE"]:
+        choice = choose_timeframe(study)
+        study.set_user_attr(CHOICE_ATTR, json.dumps(choice.to_dict()))
+        tags["cappuccino.timeframe"] = f"{choice.interval}/{choice.lookback}"
+    wall = _wall_seconds(study)
+    if wall is not None:
+        metrics["wall_seconds"] = wall
+    set_summary(tracker.client, tracker.parent_run_id, metrics=metrics, tags=tags)
+    out = loc.home / "studies" / spec.name
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    return summary
+
+
+def timeframe_choice(loc: StudyLocation, name: str) -> TimeframeChoice:
+    """The recorded result of timeframe study ``name`` (``finish`` records it)."""
+    text = read_study(loc, name).user_attrs.get(CHOICE_ATTR)
+    if text is None:
+        raise StudyError(f"timeframe study {name!r} has no recorded choice (not finished, or no complete trial)")
+    return TimeframeChoice.from_dict(json.loads(text))
+
+
+def latest_timeframe_study(loc: StudyLocation) -> str:
+    """The most recently started timeframe study with a recorded choice."""
+    found = [(s.datetime_start or datetime.min, s.study_name) for s in optuna.get_all_study_summaries(loc.storage_url)
+             if s.user_attrs.get("kind") == str(StudyKind.TIMEFRAME) and CHOICE_ATTR in s.user_attrs]
+    if not found:
+        raise StudyError(f"no finished timeframe search in {loc.storage_url}: run `cappuccino search timeframe` first")
+    return max(found)[1]
+
+
+def _wall_seconds(study: optuna.Study) -> float | None:
+    trials = [t for t in study.get_trials(deepcopy=False) if t.datetime_start and t.datetime_complete]
+    if not trials:
+        return None
+    return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+
+
+
+
+def latest_study(loc: StudyLocation, kind: str) -> str:
+    """The most recently started study of ``kind`` ("timeframe" or "training")."""
+    path = sqlite_path(loc.storage_url)
+    if path is not None and not path.exists():
+        raise StudyError(f"no studies yet ({loc.storage_url} does not exist)")
+    found = [(s.datetime_start or datetime.min, s.study_name) for s in optuna.get_all_study_summaries(loc.storage_url)
+             if s.user_attrs.get("kind") == kind]
+    if not found:
+        raise StudyError(f"no {kind} study in {loc.storage_url}")
+    return max(found)[1]

@@ -1,0 +1,44 @@
+"""The ``timeframe-search`` flow (Phase 2): gate the data, search interval x lookback, record the choice."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from cappuccino_core.clock import SystemClock
+from cappuccino_core.config import load_settings
+from cappuccino_core.data.store import BarStore
+from cappuccino_core.search import runner
+from tasks.search import data_gate, finish_study, prepare_study, run_trials
+
+
+class TimeframeParams(BaseModel):
+    trials: int | None = Field(None, ge=1, le=100, description="Trials (default from settings, at most 100).")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes on this machine.")
+    study: str | None = Field(None, description="Study name (default timeframe-YYYYMMDD); an existing study resumes.")
+    as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
+    allow_stale: bool = Field(False, description="Let stale (never broken) data pass; recorded.")
+
+
+class TimeframeReport(BaseModel):
+    study: str
+    gate: dict
+    summary: dict
+    choice: dict
+
+
+@flow(name="timeframe-search")
+def timeframe_search(params: TimeframeParams = TimeframeParams()) -> TimeframeReport:
+    """Run Phase 2 and return its choice (interval, lookback, score, alternatives)."""
+    settings = load_settings()
+    gate = data_gate(settings, params.as_of, params.allow_stale)
+    loc = runner.StudyLocation.from_settings(settings)
+    name = params.study or f"timeframe-{SystemClock().now():%Y%m%d}"
+    spec = runner.timeframe_spec(settings, BarStore(settings.bars_dir), name, trials=params.trials)
+    spec = prepare_study(spec, loc, settings)
+    run_trials(loc, spec.name, settings, params.workers)
+    summary = finish_study(loc, spec.name)
+    choice = runner.timeframe_choice(loc, spec.name)
+    return TimeframeReport(study=spec.name, gate=gate, summary=summary, choice=choice.to_dict())

@@ -1,0 +1,60 @@
+"""The ``train`` flow (Phase 3) and ``retrain`` (Phase 2 then Phase 3, the weekly deployment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from cappuccino_core.clock import SystemClock
+from cappuccino_core.config import load_settings
+from cappuccino_core.search import runner
+from flows.timeframe_search import TimeframeParams, timeframe_search
+from tasks.search import data_gate, finish_study, prepare_study, register_candidates, run_trials
+
+
+class TrainParams(BaseModel):
+    trials: int | None = Field(None, ge=1, le=1000, description="Hard cap on trials (default from settings, at most 1000).")
+    workers: int = Field(1, ge=1, le=64, description="Worker processes on this machine.")
+    study: str | None = Field(None, description="Study name (default train-YYYYMMDD); an existing study resumes.")
+    timeframe_study: str | None = Field(None, description="Phase 2 study to take interval and lookback from (default: latest).")
+    as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
+    allow_stale: bool = Field(False, description="Let stale (never broken) data pass; recorded.")
+
+
+class TrainReport(BaseModel):
+    study: str
+    gate: dict
+    summary: dict
+    candidates: list[dict]
+
+
+@flow(name="train")
+def train(params: TrainParams = TrainParams()) -> TrainReport:
+    """Gate the data, run the training study on Phase 2's timeframe, summarise, register the best."""
+    settings = load_settings()
+    gate = data_gate(settings, params.as_of, params.allow_stale)
+    loc = runner.StudyLocation.from_settings(settings)
+    timeframe_name = params.timeframe_study or runner.latest_timeframe_study(loc)
+    choice = runner.timeframe_choice(loc, timeframe_name)
+    name = params.study or f"train-{SystemClock().now():%Y%m%d}"
+    spec = runner.training_spec(settings, choice, runner.require_spec(loc, timeframe_name), name, trials=params.trials)
+    spec = prepare_study(spec, loc, settings)
+    run_trials(loc, spec.name, settings, params.workers)
+    summary = finish_study(loc, spec.name)
+    candidates = register_candidates(loc, spec.name, settings)
+    return TrainReport(study=spec.name, gate=gate, summary=summary, candidates=candidates)
+
+
+class RetrainParams(BaseModel):
+    timeframe_trials: int | None = Field(None, ge=1, le=100)
+    trials: int | None = Field(None, ge=1, le=1000)
+    workers: int = Field(1, ge=1, le=64)
+
+
+@flow(name="retrain")
+def retrain(params: RetrainParams = RetrainParams()) -> TrainReport:
+    """Weekly: a fresh timeframe search, then a training study on its choice."""
+    found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers))
+    return train(TrainParams(trials=params.trials, workers=params.workers, timeframe_study=found.study))

@@ -1,0 +1,70 @@
+"""Thin Prefect tasks over the search core. A study is one coarse task (many trials inside it):
+the Prefect server never sees thousands of tiny task runs (STACK-NOTES: SQLite server bursts).
+Retries only where there is I/O to the tracking store; training is never retried blindly.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from cappuccino_core.clock import SystemClock
+from cappuccino_core.config import Settings
+from cappuccino_core.data.store import BarStore
+from cappuccino_core.search import runner
+from cappuccino_core.search.gate import require_training_data
+from cappuccino_core.search.retrain import retrain_and_register
+from cappuccino_core.search.market import PanelCache
+from cappuccino_core.search.spec import StudySpec
+
+
+def _io_error(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except (ConnectionError, TimeoutError):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(cache_policy=NONE)
+def data_gate(settings: Settings, as_of: datetime | None, allow_stale: bool) -> dict:
+    """Refuse stale or broken data (raises ``StaleDataError``); return the verdict for the record."""
+    verdict = require_training_data(settings, SystemClock().now(), as_of=as_of, allow_stale=allow_stale)
+    return {"ok": verdict.ok, "message": verdict.message}
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=_io_error)
+def prepare_study(spec: StudySpec, loc: runner.StudyLocation, settings: Settings) -> StudySpec:
+    """Create the MLflow store, study and parent run once; return the spec in force."""
+    return runner.prepare(spec, loc, BarStore(settings.bars_dir))
+
+
+@task(cache_policy=NONE, task_run_name="trials-{name}")
+def run_trials(loc: runner.StudyLocation, name: str, settings: Settings, workers: int) -> list[dict]:
+    """Run the study's trials: here with one worker, else in ``workers`` processes."""
+    if workers <= 1:
+        return [runner.run_worker_here(loc, name, BarStore(settings.bars_dir)).to_dict()]
+    procs = runner.spawn_workers(workers, loc, name)
+    runner.wait_workers(procs, loc, name)
+    return [{"worker": i, "exit_code": p.returncode} for i, p in enumerate(procs)]
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=_io_error)
+def finish_study(loc: runner.StudyLocation, name: str) -> dict:
+    """Reconcile MLflow with Optuna and record the study summary."""
+    return runner.finish(loc, name).to_dict()
+
+
+@task(cache_policy=NONE)
+def register_candidates(loc: runner.StudyLocation, name: str, settings: Settings) -> list[dict]:
+    """Refit the best trials on the whole search period and register them."""
+    spec = runner.require_spec(loc, name)
+    study = runner.read_study(loc, name)
+    tracker = runner.open_tracker(spec, loc)
+    candidates = retrain_and_register(study, spec, PanelCache(BarStore(settings.bars_dir), spec), tracker, SystemClock(),
+                                      scratch=None)
+    return [c.to_dict() for c in candidates]
