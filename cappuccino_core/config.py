@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.intervals import SEARCH_INTERVALS, Interval
 from cappuccino_core.data.symbols import parse_symbol
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     )
     holdout_weeks: float = Field(4.0, gt=0, le=52, description="Most recent weeks kept back for the arena (never searched).")
     replay_weeks: float = Field(0.0, ge=0, le=52, description="Weeks after the holdout kept for an offline sandbox replay (0: none).")
+    search_intervals: Annotated[tuple[Interval, ...], NoDecode] = Field(
+        SEARCH_INTERVALS, description="Bar intervals the timeframe search may choose (those the store supports are used)."
+    )
+    search_lookbacks: Annotated[tuple[int, ...], NoDecode] = Field(
+        (10, 20, 40, 60), description="Lookbacks (bars) the timeframe search may choose, comma-separated."
+    )
     timeframe_trials: int = Field(50, ge=1, le=100, description="Trials of the timeframe search (Phase 2), at most 100.")
     timeframe_steps: int = Field(50_000, ge=1, description="Training env steps per fold in the timeframe search (reduced budget).")
     train_trials: int = Field(1000, ge=1, le=1000, description="Hard cap on trials of a training study (Phase 3), at most 1000.")
@@ -114,6 +120,20 @@ class Settings(BaseSettings):
         if len(set(symbols)) != len(symbols):
             raise ValueError(f"duplicate symbols in {list(symbols)}")
         return symbols
+
+    @field_validator("search_intervals", "search_lookbacks", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("search_lookbacks")
+    @classmethod
+    def _check_lookbacks(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(v < 2 for v in value):
+            raise ValueError(f"need at least one lookback, each >= 2, got {list(value)}")
+        return value
 
     @field_validator("base_interval", mode="before")
     @classmethod

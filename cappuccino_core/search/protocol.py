@@ -99,6 +99,29 @@ def fold_validation(panel: MarketPanel, fold: Fold, lookback: int, protocol: Pro
     return ValidationSet(panel.rows(start, fold.validation.stop), horizon=protocol.window_bars(panel.interval))
 
 
+MIN_EPISODE_BARS = 16
+
+
+def fold_env_config(env_config: EnvConfig, train_rows: int) -> EnvConfig:
+    """The env of one fold: episodes shortened to fit its training rows, never below 16 bars.
+
+    Episode length is in bars, so a long interval (1d) has far fewer rows than 1h over the same
+    period; the episode (not the data) gives way, and the card of each fold records its length.
+
+    Raises:
+        ValueError: fewer than ``lookback + 16 + 1`` training rows.
+    """
+    fits = train_rows - env_config.lookback - 1
+    if fits < MIN_EPISODE_BARS:
+        raise ValueError(
+            f"{train_rows} training rows leave {max(fits, 0)} bars per episode after a lookback of "
+            f"{env_config.lookback}; at least {MIN_EPISODE_BARS} are needed (more history, a shorter interval or lookback)"
+        )
+    if fits >= env_config.episode_bars:
+        return env_config
+    return EnvConfig.from_dict({**env_config.to_dict(), "episode_bars": fits})
+
+
 def trial_score(fold_scores: list[float], dispersion_penalty: float) -> float:
     """Mean fold score minus ``dispersion_penalty`` x their (population) standard deviation."""
     scores = np.asarray(fold_scores, dtype=np.float64)
@@ -163,7 +186,7 @@ def validate_trial(
         callback = None if progress is None else (lambda step, score, k=k: progress(k, step, score))
         fitted = fit(
             panel.rows(fold.train.start, fold.train.stop),
-            env_config=env_config, ppo_config=ppo_config, seed=seed + k, created_at=created_at,
+            env_config=fold_env_config(env_config, len(fold.train)), ppo_config=ppo_config, seed=seed + k, created_at=created_at,
             validation=fold_validation(panel, fold, env_config.lookback, protocol),
             callback=callback, study=study, trial=trial,
         )

@@ -20,7 +20,7 @@ import optuna
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.clock import Clock, SystemClock
 from cappuccino_core.config import Settings
-from cappuccino_core.data.intervals import SEARCH_INTERVALS, Interval
+from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.features.market import supported_intervals
@@ -28,7 +28,6 @@ from cappuccino_core.search.market import PanelCache, plan_store_split, study_pa
 from cappuccino_core.search.objective import StudyObjective, StudyTracker
 from cappuccino_core.search.protocol import ProtocolConfig
 from cappuccino_core.search.record import reconcile_runs
-from cappuccino_core.search.space import LOOKBACK_CHOICES
 from cappuccino_core.search.spec import EarlyStopConfig, StudyKind, StudySpec
 from cappuccino_core.search.summary import StudySummary, summarise
 from cappuccino_core.search.timeframe import TimeframeChoice, choose_timeframe
@@ -71,11 +70,14 @@ def timeframe_spec(settings: Settings, store: BarStore, name: str, *, trials: in
     """Phase 2's spec from the settings and the stored data."""
     split = plan_store_split(store, settings.symbols, settings.base_interval, holdout_weeks=settings.holdout_weeks,
                              replay_weeks=settings.replay_weeks)
-    intervals = supported_intervals(settings.base_interval, SEARCH_INTERVALS)
+    intervals = supported_intervals(settings.base_interval, tuple(settings.search_intervals))
+    if not intervals:
+        raise StudyError(f"none of the search intervals {[str(i) for i in settings.search_intervals]} can be built "
+                         f"from stored {settings.base_interval} bars")
     return StudySpec(
         name=name, kind=StudyKind.TIMEFRAME, cap=trials or settings.timeframe_trials, seed=settings.seed,
         symbols=settings.symbols, base_interval=settings.base_interval, split=split, intervals=intervals,
-        lookbacks=LOOKBACK_CHOICES, protocol=ProtocolConfig(n_folds=settings.train_folds),
+        lookbacks=tuple(settings.search_lookbacks), protocol=ProtocolConfig(n_folds=settings.train_folds),
         ppo=_budget(settings.timeframe_steps, settings.train_envs), env=EnvConfig(num_envs=settings.train_envs),
         max_gap_bars=settings.max_gap_bars, early_stop=_early_stop(settings), model_name=settings.model_name,
     )

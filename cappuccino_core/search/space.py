@@ -15,7 +15,6 @@ import optuna
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.env.config import EnvConfig
 
-LOOKBACK_CHOICES: tuple[int, ...] = (10, 20, 40, 60)
 HIDDEN_WIDTHS: tuple[int, ...] = (32, 64, 128)
 ROLLOUT_CHOICES: tuple[int, ...] = (16, 32, 64)
 MINIBATCH_COUNTS: tuple[int, ...] = (2, 4, 8)

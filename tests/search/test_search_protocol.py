@@ -70,3 +70,13 @@ def test_an_undefined_fold_score_fails_the_trial_rather_than_being_dropped(rando
     with pytest.raises(UndefinedScoreError, match="fold 0"):
         validate_trial(random_walk_panel, env_config=env, ppo_config=TINY_PPO, seed=1,
                        protocol=ProtocolConfig(n_folds=2, window_hours=24), created_at=NOW, fit=fit_without_score)
+
+
+def test_episodes_shrink_to_fit_a_short_fold_and_too_few_rows_are_refused() -> None:
+    from cappuccino_core.search.protocol import fold_env_config
+
+    env = EnvConfig(lookback=12, episode_bars=256)
+    assert fold_env_config(env, 1000) is env
+    assert fold_env_config(env, 151).episode_bars == 151 - 12 - 1
+    with pytest.raises(ValueError, match="at least 16"):
+        fold_env_config(env, 12 + 16)
