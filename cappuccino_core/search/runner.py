@@ -35,7 +35,7 @@ from cappuccino_core.study.early_stop import DiminishingReturns
 from cappuccino_core.study.storage import default_storage_url, load_study, prepare_study, sqlite_path
 from cappuccino_core.study.worker import WorkerReport, run_worker
 from cappuccino_core.tracking.runs import get_or_create_experiment, get_or_create_parent_run, set_summary
-from cappuccino_core.tracking.store import artifact_root, client as mlflow_client, code_version, ensure_store, tracking_uri
+from cappuccino_core.tracking.store import client as mlflow_client, code_version, ensure_store, experiment_artifact_location, tracking_uri
 
 SPEC_ATTR = "spec"
 CHOICE_ATTR = "timeframe_choice"
@@ -60,7 +60,7 @@ class StudyLocation:
 
     @property
     def artifact_location(self) -> str | None:
-        return artifact_root(self.home) if self.tracking_uri.startswith("sqlite:") else None
+        return experiment_artifact_location(self.tracking_uri, self.home)
 
 
 # --------------------------------------------------------------------------- specs

@@ -38,10 +38,11 @@ def equity_curve_png(reports: Sequence[EvalReport], path: Path, title: str) -> P
     axes.axhline(1.0, color="0.6", linewidth=0.6)
     axes.set_title(f"{title} ({len(reports)} window{'s' if len(reports) > 1 else ''})", fontsize=9)
     axes.set_ylabel("value (start = 1)")
+    axes.set_xlabel("bar time (UTC)", fontsize=7)
     axes.tick_params(labelsize=7)
     axes.legend(fontsize=7, loc="best")
-    figure.autofmt_xdate()
-    figure.tight_layout()
+    figure.autofmt_xdate(bottom=0.2)
+    figure.subplots_adjust(left=0.11, right=0.98, top=0.92)  # fixed margins: tight_layout costs ~40 ms
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="png")
