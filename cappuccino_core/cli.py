@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cappuccino_core.clock import parse_utc
+# Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins).
+for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true")):
+    os.environ.setdefault(_var, _value)
+
+from cappuccino_core.clock import parse_utc  # noqa: E402
 from cappuccino_core.config import DataSourceKind, Settings, SettingsError, load_settings
 from flows.ingest import IngestParams
 
