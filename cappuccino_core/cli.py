@@ -260,6 +260,42 @@ def _print_summary(summary: dict) -> None:
         console.print(f"stopped early: {summary['stop_reason']}")
 
 
+sandbox_app = typer.Typer(no_args_is_help=True, help="Phase 5: sandbox paper trading.")
+app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("status")
+def sandbox_status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show each sandbox model: start, elapsed time, equity, return, alpha, Sharpe, drawdown, trades, errors."""
+    from cappuccino_core.db import default_database_url, make_engine
+    from cappuccino_core.trading.sandbox_report import sandbox_status
+
+    status = sandbox_status(make_engine(default_database_url(_settings().home)))
+    if as_json:
+        sys.stdout.write(json.dumps(status, indent=2) + "\n")
+        return
+    if not status["runs"]:
+        console.print("no sandbox runs")
+        return
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value:+.2%}"
+
+    table = Table(title="Sandbox")
+    for col in ("trader", "model", "state", "started", "elapsed", "equity", "return", "alpha", "Sharpe",
+                "max drawdown", "trades", "errors"):
+        table.add_column(col)
+    for r in status["runs"]:
+        table.add_row(
+            r["trader_id"], r["model"], r["state"], r["started_at"], f"{r['elapsed_seconds'] / 3600:.1f} h",
+            "-" if r["equity"] is None else f"{r['equity']:,.2f}", pct(r["return"]), pct(r["alpha"]),
+            "-" if r["sharpe"] is None else f"{r['sharpe']:.2f}",
+            "-" if r["max_drawdown"] is None else f"{r['max_drawdown']:.2%}", str(r["trades"]),
+            str(r["errors"]),
+        )
+    console.print(table)
+
+
 @app.command("run")
 def run(
     source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,

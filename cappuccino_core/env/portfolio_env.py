@@ -9,14 +9,20 @@ Timeline of one step for an episode at decision bar ``t`` (see ``EnvConfig``):
    ``log(V[t+1] / V[t])``, optionally minus the log return of the equal-weight
    buy-and-hold index over the same bar, minus a concentration penalty, times a scale.
 
-Every accumulator (cash, holdings, step counters, benchmark base) is per episode and is
-reset when the episode starts. Episodes start at random rows inside one panel segment
+Between 1 and 2 the risk layers (``cappuccino_core.trading.risk``, ``EnvConfig.risk``) turn the
+policy's actions into the actions filled, at the decision prices ``close[t]``; after the fills
+they book them into the risk state (entry prices, peaks, cycles), marked at ``close[t + 1]``.
+Action dampening happens there and nowhere else.
+
+Every accumulator (cash, holdings, step counters, benchmark base, risk state) is per episode and
+is reset when the episode starts. Episodes start at random rows inside one panel segment
 (``MarketPanel.window_starts``), or at fixed rows for evaluation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -26,13 +32,16 @@ from cappuccino_core.env.config import EnvConfig, RewardMode
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.protocol import ObservationLayout, StepResult
 from cappuccino_core.features.panel import MarketPanel
+from cappuccino_core.trading.risk import RiskConfig, RiskDecision, RiskState, apply_risk, update_after_fills
 
 
 @dataclass(frozen=True)
 class StepRecord:
     """Book-keeping of the last step, for backtests and journals (all ``[N]`` or ``[N, A]``).
 
-    ``row`` is the bar at which the step's return ends (``t + 1``).
+    ``row`` is the bar at which the step's return ends (``t + 1``). ``actions`` are the
+    actions filled (the policy's after the risk layers); ``risk`` is the risk layers'
+    decision (``None`` when every rule is off and there is no dampening).
     """
 
     row: torch.Tensor
@@ -41,6 +50,59 @@ class StepRecord:
     benchmark_return: torch.Tensor
     weights_after: torch.Tensor
     fills: Fills
+    actions: torch.Tensor | None = None
+    risk: RiskDecision | None = None
+
+
+def risk_is_noop(risk: RiskConfig) -> bool:
+    """Return True when ``risk`` can never change an action (every rule off, no dampening)."""
+    rules = (
+        risk.stop_loss, risk.trailing_stop, risk.max_position_fraction, risk.portfolio_trailing_stop,
+        risk.profit_take_threshold, risk.move_to_cash_threshold, risk.conviction_threshold,
+    )
+    return all(rule is None for rule in rules) and risk.action_dampening == 1.0
+
+
+def normalized_feature_rows(panel: MarketPanel, normalizer: FeatureNormalizer, obs_clip: float) -> torch.Tensor:
+    """Return the panel's normalised features flattened per row, ``[T, A * F]`` float32."""
+    features = normalizer.transform(panel.features, clip=obs_clip)
+    return torch.from_numpy(features.reshape(panel.num_bars, panel.num_assets * panel.features.shape[2]))
+
+
+def observe(
+    feature_rows: torch.Tensor,
+    rows: torch.Tensor,
+    lookback: int,
+    cash: torch.Tensor,
+    holdings: torch.Tensor,
+    close: torch.Tensor,
+) -> torch.Tensor:
+    """Build observations (``ObservationLayout``) of ``N`` books deciding at ``rows``.
+
+    The one implementation of the observation: the environment, the backtester and the trader
+    all call it.
+
+    Args:
+        feature_rows: ``[T, A * F]`` normalised features (``normalized_feature_rows``).
+        rows: ``[N]`` decision rows; rows ``rows - lookback + 1 .. rows`` are read.
+        lookback: bars per window.
+        cash: ``[N]`` cash.
+        holdings: ``[N, A]`` units held.
+        close: ``[N, A]`` close prices at the decision rows (the book is valued at them).
+    """
+    index = (rows.unsqueeze(1) - _window_offsets(lookback)).reshape(-1)
+    window = feature_rows.index_select(0, index).reshape(rows.shape[0], -1)
+    value = portfolio_value(cash, holdings, close)
+    cash_fraction = (cash / value).unsqueeze(1)
+    holding_fractions = holdings * close / value.unsqueeze(1)
+    portfolio = torch.cat([cash_fraction, holding_fractions], dim=1).to(torch.float32)
+    return torch.cat([portfolio, window], dim=1)
+
+
+@lru_cache(maxsize=16)
+def _window_offsets(lookback: int) -> torch.Tensor:
+    """``[lookback - 1, ..., 0]``: how far each window row lies before the decision row (read-only)."""
+    return torch.arange(lookback - 1, -1, -1)
 
 
 class PortfolioEnv:
@@ -77,11 +139,14 @@ class PortfolioEnv:
         self.layout = ObservationLayout(num_assets=num_assets, lookback=config.lookback, num_features=num_features)
         self.obs_dim = self.layout.obs_dim
         self.action_dim = num_assets
-        features = normalizer.transform(panel.features, clip=config.obs_clip)
-        self._features = torch.from_numpy(features.reshape(panel.num_bars, num_assets * num_features))
+        self._features = normalized_feature_rows(panel, normalizer, config.obs_clip)
         self._open = torch.from_numpy(np.ascontiguousarray(panel.open, dtype=np.float64))
         self._close = torch.from_numpy(np.ascontiguousarray(panel.close, dtype=np.float64))
-        self._offsets = torch.arange(config.lookback - 1, -1, -1)
+        for name, prices in (("open", self._open), ("close", self._close)):
+            if not bool(((prices > 0) & torch.isfinite(prices)).all()):
+                raise ValueError(f"panel {name} prices must be positive and finite")
+        self.risk = config.effective_risk
+        self._risk_on = not risk_is_noop(self.risk)
         self._generator = torch.Generator().manual_seed(seed)
 
         if starts is None:
@@ -110,6 +175,7 @@ class PortfolioEnv:
         self._cash = torch.zeros(n, dtype=torch.float64)
         self._holdings = torch.zeros(n, num_assets, dtype=torch.float64)
         self._bench_base = torch.ones(n, num_assets, dtype=torch.float64)
+        self._risk_state = RiskState.initial(n, num_assets)
         self._all = torch.ones(n, dtype=torch.bool)
         self.last_record: StepRecord | None = None
 
@@ -137,18 +203,13 @@ class PortfolioEnv:
         self._cash[mask] = self.config.initial_cash
         self._holdings[mask] = 0.0
         self._bench_base[mask] = self._close[starts]
+        if self._risk_on:
+            self._risk_state = self._risk_state.reset_rows(mask)
 
     # --- observation -------------------------------------------------------------------
 
     def _observe(self) -> torch.Tensor:
-        rows = (self._t.unsqueeze(1) - self._offsets).reshape(-1)
-        window = self._features.index_select(0, rows).reshape(self.num_envs, -1)
-        close = self._close[self._t]
-        value = portfolio_value(self._cash, self._holdings, close)
-        cash_fraction = (self._cash / value).unsqueeze(1)
-        holding_fractions = self._holdings * close / value.unsqueeze(1)
-        portfolio = torch.cat([cash_fraction, holding_fractions], dim=1).to(torch.float32)
-        return torch.cat([portfolio, window], dim=1)
+        return observe(self._features, self._t, self.config.lookback, self._cash, self._holdings, self._close[self._t])
 
     # --- step -----------------------------------------------------------------------------
 
@@ -161,9 +222,18 @@ class PortfolioEnv:
         close_now, close_next = self._close[t], self._close[t_next]
         value_before = portfolio_value(self._cash, self._holdings, close_now)
 
-        scaled = actions.detach().to(torch.float64).clamp(-1.0, 1.0) * cfg.action_dampening
-        fills = execute_actions(self._cash, self._holdings, scaled, self._open[t_next], self.costs)
+        executed = actions.detach().to(torch.float64).clamp(-1.0, 1.0)
+        decision = None
+        if self._risk_on:  # prices come from a checked panel and actions are clipped above
+            decision = apply_risk(executed, self._risk_state, cash=self._cash, holdings=self._holdings,
+                                  prices=close_now, config=self.risk, validate=False)
+            executed = decision.actions
+        fills = execute_actions(self._cash, self._holdings, executed, self._open[t_next], self.costs)
         self._cash, self._holdings = fills.cash, fills.holdings
+        if decision is not None:
+            self._risk_state = update_after_fills(decision.state, fills=fills, prices_after=close_next,
+                                                  cash=fills.cash, holdings=fills.holdings, config=self.risk,
+                                                  validate=False)
         value_after = portfolio_value(self._cash, self._holdings, close_next)
 
         log_return = torch.log(value_after / value_before)
@@ -185,6 +255,8 @@ class PortfolioEnv:
             benchmark_return=bench_return,
             weights_after=weights,
             fills=fills,
+            actions=executed,
+            risk=decision,
         )
         self._t = t_next
         self._steps = self._steps + 1
@@ -208,6 +280,11 @@ class PortfolioEnv:
     def book(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Return copies of ``(cash [N], holdings [N, A])``."""
         return self._cash.clone(), self._holdings.clone()
+
+    @property
+    def risk_state(self) -> RiskState:
+        """The risk layers' memory of every episode (rows reset when an episode starts)."""
+        return self._risk_state
 
     def close_prices(self) -> torch.Tensor:
         """Close prices at the current decision rows ``[N, A]``."""

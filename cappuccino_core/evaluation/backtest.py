@@ -1,13 +1,14 @@
 """The backtester: a policy trades fixed windows of a panel through the training environment.
 
 It does not re-implement anything: it runs ``PortfolioEnv`` in evaluation mode (fixed starts,
-no auto-reset), so fills, fees, timing and the benchmark are exactly the training ones. Several
-windows run as one batch. Deterministic: the same policy, panel and windows give the same report.
+no auto-reset), so fills, fees, timing, the risk layers (``EnvConfig.risk``) and the benchmark
+are exactly the training ones. Several windows run as one batch. Deterministic: the same
+policy, panel and windows give the same report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +19,7 @@ from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv
 from cappuccino_core.evaluation.metrics import PerformanceReport, compute_performance, round_trips_from_fills
 from cappuccino_core.features.panel import MarketPanel
+from cappuccino_core.trading.risk import RiskRule
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class EvalReport:
         actions: ``[H, A]`` actions the policy took (for parity checks).
         weights: ``[H, A]`` asset weights after each step.
         fill_step, fill_asset, fill_qty, fill_price, fill_fee: one entry per fill.
+        executed_actions: ``[H, A]`` actions filled, after the risk layers (equal to
+            ``actions`` when they are off).
+        risk_counts: triggers of each risk rule over the window (rule name -> count).
     """
 
     policy: str
@@ -83,6 +88,8 @@ class EvalReport:
     fill_qty: np.ndarray
     fill_price: np.ndarray
     fill_fee: np.ndarray
+    executed_actions: np.ndarray | None = None
+    risk_counts: dict[str, int] = field(default_factory=dict)
 
 
 def backtest(
@@ -122,6 +129,7 @@ def backtest_windows(
     value = np.empty((horizon + 1, n))
     bench = np.empty((horizon + 1, n))
     actions = np.empty((horizon, n, a))
+    executed = np.empty((horizon, n, a))
     weights = np.empty((horizon, n, a))
     units = np.empty((horizon, n, a))
     notional = np.empty((horizon, n, a))
@@ -140,16 +148,19 @@ def backtest_windows(
             pre_weights[step] = _weights(cash, holdings, fill_prices)
             post_weights[step] = _weights(record.fills.cash, record.fills.holdings, fill_prices)
             actions[step] = action.numpy()
+            executed[step] = record.actions.numpy()
             value[step + 1] = record.value_after.numpy()
             bench[step + 1] = bench[step] * (1.0 + record.benchmark_return.numpy())
             weights[step] = record.weights_after.numpy()
             units[step] = record.fills.units.numpy()
             notional[step] = record.fills.notional.numpy()
     starts = np.asarray(starts)
+    counts = {str(rule): env.risk_state.count(rule).tolist() for rule in RiskRule}
     return [
         _report(
             policy.name, panel, config, int(starts[i]), value[:, i], bench[:, i], actions[:, i],
             weights[:, i], pre_weights[:, i], post_weights[:, i], units[:, i], notional[:, i],
+            executed[:, i], {rule: int(c[i]) for rule, c in counts.items()},
         )
         for i in range(n)
     ]
@@ -174,6 +185,8 @@ def _report(
     post_weights: np.ndarray,
     units: np.ndarray,
     notional: np.ndarray,
+    executed: np.ndarray,
+    risk_counts: dict[str, int],
 ) -> EvalReport:
     horizon = actions.shape[0]
     returns = value[1:] / value[:-1] - 1.0
@@ -202,4 +215,6 @@ def _report(
         fill_qty=qty,
         fill_price=price,
         fill_fee=fee,
+        executed_actions=executed,
+        risk_counts=risk_counts,
     )

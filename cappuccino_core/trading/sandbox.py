@@ -1,0 +1,272 @@
+"""The sandbox (Phase 5): promoted models paper-trade their own ``SimBroker`` accounts side by side.
+
+Each sandbox run is one model on one virtual account (``account_id = trader_id``) for a period
+(default 2 days) measured in bar time from its start, so a replay runs the same as real time.
+Runs are rows of ``sandbox_run`` (created by ``Sandbox``); the models are loaded through a
+``ModelLoader`` from the reference stored with the run (a checkpoint directory by default; the
+registry can pass its own loader).
+
+``Sandbox.step(trader_id, bar_time)`` first gives the account the bar (``SimBroker.on_bar``:
+the previous decision's orders fill at its open, positions are marked at its close), unless the
+account has seen it already, then runs the trader's step. Both halves are idempotent, so a
+crashed step can simply be rerun. The risk layers are the owner's defaults (``RiskConfig()``)
+unless a run is started with others; they are stored with the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+import numpy as np
+from sqlalchemy import Double, Engine, String, Text, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from cappuccino_core.clock import Clock, SystemClock, ensure_utc
+from cappuccino_core.data.intervals import Interval
+from cappuccino_core.db import Base, UTCDateTime, session_factory
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns
+from cappuccino_core.trading.journal import TradeJournal
+from cappuccino_core.trading.model import TradingModel, load_checkpoint_model
+from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
+from cappuccino_core.trading.trader import StepOutcome, Trader
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PERIOD = timedelta(days=2)
+
+ModelLoader = Callable[[str], TradingModel]
+"""Loads a model from the reference stored with a run (e.g. a checkpoint directory)."""
+
+
+class SandboxRunRow(Base):
+    """One model paper-trading one virtual account for a period."""
+
+    __tablename__ = "sandbox_run"
+
+    trader_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_ref: Mapped[str] = mapped_column(String(500))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    initial_cash: Mapped[float] = mapped_column(Double)
+    interval: Mapped[str] = mapped_column(String(8))
+    risk: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class SandboxRun:
+    """A sandbox run as stored (see ``SandboxRunRow``)."""
+
+    trader_id: str
+    model_ref: str
+    started_at: datetime
+    ends_at: datetime
+    ended_at: datetime | None
+    initial_cash: float
+    interval: Interval
+    risk: RiskConfig
+
+    def active_at(self, bar_time: datetime) -> bool:
+        """Return whether the run trades the bar that opened at ``bar_time``."""
+        return self.ended_at is None and self.started_at <= bar_time < self.ends_at
+
+
+def sandbox_trader_id(model_ref: str) -> str:
+    """Return a stable trader id for a model reference (at most 64 characters)."""
+    return "sbx-" + hashlib.sha256(model_ref.encode()).hexdigest()[:16]
+
+
+class Sandbox:
+    """Starts, steps and ends sandbox runs in the project database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        bars: BarProvider,
+        *,
+        load_model: ModelLoader = load_checkpoint_model,
+        clock: Clock | None = None,
+        halted: Callable[[], bool] | None = None,
+    ) -> None:
+        """Set up the sandbox.
+
+        Args:
+            engine: the project database (runs, journal and the virtual accounts).
+            bars: the bars every sandbox model trades on (live store or a replay panel).
+            load_model: loads a run's model from its reference.
+            clock: the wall clock (start times, journal and order timestamps).
+            halted: the halt flag every trader checks (issue 7's kill switch).
+        """
+        self.engine = engine
+        self.bars = bars
+        self.journal = TradeJournal(engine)
+        self._load_model = load_model
+        self._clock = clock or SystemClock()
+        self._halted = halted
+        self._sessions = session_factory(engine)
+        self._traders: dict[str, Trader] = {}
+        Base.metadata.create_all(engine, tables=[SandboxRunRow.__table__])
+
+    def start(
+        self,
+        model_ref: str,
+        *,
+        trader_id: str | None = None,
+        start: datetime | None = None,
+        period: timedelta = DEFAULT_PERIOD,
+        initial_cash: float = 10_000.0,
+        risk: RiskConfig | None = None,
+    ) -> SandboxRun:
+        """Start a run (or return the stored one with this trader id, unchanged).
+
+        Args:
+            model_ref: what ``load_model`` loads (a checkpoint directory by default).
+            trader_id: the trader and account id (default derived from ``model_ref``).
+            start: first bar time traded (default now).
+            period: how long the run trades, in bar time (default 2 days).
+            initial_cash: the virtual account's starting cash.
+            risk: risk layers (default the owner's, ``RiskConfig()``).
+        """
+        if period <= timedelta(0):
+            raise ValueError(f"a sandbox period must be positive, got {period}")
+        trader_id = trader_id or sandbox_trader_id(model_ref)
+        begin = ensure_utc(start) if start is not None else self._clock.now()
+        risk = risk if risk is not None else RiskConfig()
+        model = self._load_model(model_ref)  # refuse a model that cannot be loaded now, not at its first bar
+        with self._sessions.begin() as session:
+            row = session.get(SandboxRunRow, trader_id)
+            if row is None:
+                row = SandboxRunRow(trader_id=trader_id, model_ref=model_ref, started_at=begin, ends_at=begin + period,
+                                    ended_at=None, initial_cash=initial_cash, interval=model.interval.value,
+                                    risk=json.dumps(risk.to_dict()),
+                                    created_at=self._clock.now())
+                session.add(row)
+                logger.info("sandbox %s: started %s until %s", trader_id, model_ref, row.ends_at.isoformat())
+            elif row.model_ref != model_ref:
+                raise ValueError(f"sandbox {trader_id} already trades {row.model_ref!r}, not {model_ref!r}")
+            return _to_run(row)
+
+    def runs(self) -> list[SandboxRun]:
+        """Return every run, oldest first."""
+        return load_runs(self._sessions)
+
+    def active(self, bar_time: datetime) -> list[SandboxRun]:
+        """Return the runs that trade the bar that opened at ``bar_time``."""
+        bar_time = ensure_utc(bar_time)
+        return [run for run in self.runs() if run.active_at(bar_time)]
+
+    def end_due(self, bar_time: datetime) -> list[str]:
+        """Mark runs whose period is over at ``bar_time`` as ended; return their ids."""
+        bar_time = ensure_utc(bar_time)
+        ended = []
+        with self._sessions.begin() as session:
+            for row in session.scalars(select(SandboxRunRow).where(SandboxRunRow.ended_at.is_(None))):
+                if bar_time >= row.ends_at:
+                    row.ended_at = row.ends_at
+                    ended.append(row.trader_id)
+        return ended
+
+    def end(self, trader_id: str, at: datetime | None = None) -> None:
+        """End a run now (or at ``at``); later bars are not traded. An ended run stays as it ended.
+
+        Raises:
+            KeyError: there is no run with this id.
+        """
+        at = ensure_utc(at) if at is not None else self._clock.now()
+        self._run(trader_id)
+        with self._sessions.begin() as session:
+            session.execute(update(SandboxRunRow).where(SandboxRunRow.trader_id == trader_id,
+                                                        SandboxRunRow.ended_at.is_(None)).values(ended_at=at))
+
+    def step(self, trader_id: str, bar_time: datetime) -> StepOutcome:
+        """Give the run's account the bar, then run its trader's step (both idempotent).
+
+        Raises:
+            KeyError: there is no run with this id.
+            ValueError: the run does not trade this bar (not started, or ended).
+        """
+        bar_time = ensure_utc(bar_time)
+        run = self._run(trader_id)
+        if not run.active_at(bar_time):
+            raise ValueError(f"sandbox {trader_id} does not trade bar {bar_time.isoformat()} (runs "
+                             f"{run.started_at.isoformat()} to {(run.ended_at or run.ends_at).isoformat()})")
+        trader = self.trader(trader_id)
+        broker = trader.broker
+        assert isinstance(broker, SimBroker)
+        self._feed_bar(broker, bar_time)
+        return trader.step(bar_time)
+
+    def step_all(self, bar_time: datetime) -> dict[str, StepOutcome]:
+        """End the runs that are due, then step every active run once on ``bar_time``."""
+        self.end_due(bar_time)
+        return {run.trader_id: self.step(run.trader_id, bar_time) for run in self.active(bar_time)}
+
+    def trader(self, trader_id: str) -> Trader:
+        """Return the run's trader (its model loaded once per ``Sandbox``)."""
+        if trader_id not in self._traders:
+            run = self._run(trader_id)
+            model = self._load_model(run.model_ref).with_risk(run.risk)
+            model = replace(model, env_config=replace(model.env_config, initial_cash=run.initial_cash))
+            broker = SimBroker(self.engine, trader_id, costs=model.costs, initial_cash=run.initial_cash,
+                               clock=self._clock)
+            self._traders[trader_id] = Trader(trader_id, model, broker, self.bars, self.journal,
+                                              halted=self._halted, clock=self._clock)
+        return self._traders[trader_id]
+
+    def env_config(self, trader_id: str) -> EnvConfig:
+        """Return the environment config the run trades under: the model's, with the run's cash and risk layers."""
+        return self.trader(trader_id).model.env_config
+
+    def _run(self, trader_id: str) -> SandboxRun:
+        return load_run(self._sessions, trader_id)
+
+    def _feed_bar(self, broker: SimBroker, bar_time: datetime) -> None:
+        """Fill pending orders at the bar's open and mark at its close, once; a missing bar is left out."""
+        with self._sessions() as session:
+            account = session.get(SimAccountRow, broker.account_id)
+            seen = None if account is None else account.last_bar_time
+        if seen is not None and bar_time <= seen:
+            return
+        try:
+            panel = self.bars.panel_until(bar_time)
+        except MissingBarsError:
+            return  # the trader records the missing bar; pending orders wait for the next one
+        row = panel.num_bars - 1
+        if int(panel.timestamps[row]) != bar_time_ns(bar_time):
+            return
+        opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]))}
+        closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]))}
+        broker.on_bar(bar_time, opens, closes)
+
+
+def load_runs(sessions: sessionmaker[Session]) -> list[SandboxRun]:
+    """Return every stored run, oldest first."""
+    with sessions() as session:
+        rows = session.scalars(select(SandboxRunRow).order_by(SandboxRunRow.started_at, SandboxRunRow.trader_id))
+        return [_to_run(row) for row in rows]
+
+
+def load_run(sessions: sessionmaker[Session], trader_id: str) -> SandboxRun:
+    """Return one stored run.
+
+    Raises:
+        KeyError: there is no run with this id.
+    """
+    with sessions() as session:
+        row = session.get(SandboxRunRow, trader_id)
+        if row is None:
+            raise KeyError(f"no sandbox run {trader_id!r}")
+        return _to_run(row)
+
+
+def _to_run(row: SandboxRunRow) -> SandboxRun:
+    return SandboxRun(row.trader_id, row.model_ref, row.started_at, row.ends_at, row.ended_at, row.initial_cash,
+                      Interval(row.interval), RiskConfig.from_dict(json.loads(row.risk)))

@@ -1,0 +1,80 @@
+"""The ``sandbox`` flow: step every active sandbox run once on the latest closed bar.
+
+Scheduled at the bar interval (after the ingest has stored the bar). Each run's step is one
+task; a task that failed on I/O is retried by Prefect and resumes idempotently (journal rows
+and client order ids make a repeated step a no-op), so re-running the flow for a bar is safe.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow, unmapped
+from pydantic import BaseModel, Field
+
+from cappuccino_core.clock import SystemClock, ensure_utc
+from cappuccino_core.config import Settings, load_settings
+from cappuccino_core.data.store import BarStore
+from cappuccino_core.db import default_database_url, make_engine
+from cappuccino_core.trading.bars_provider import StoreBarProvider
+from cappuccino_core.trading.clock import WallBarClock
+from cappuccino_core.trading.sandbox import Sandbox
+from tasks.trading import step_sandbox_trader
+
+
+class SandboxParams(BaseModel):
+    """What a run may override."""
+
+    bar_time: datetime | None = Field(None, description="Open time of the bar to step (UTC); default the latest closed bar.")
+
+
+class SandboxStepReport(BaseModel):
+    """What one run of the flow did."""
+
+    bar_time: datetime
+    ended: list[str]
+    steps: list[dict[str, Any]]
+    failed: dict[str, str]
+
+
+class SandboxStepError(RuntimeError):
+    """Some run's step failed (after retries for I/O); ``report`` says which and why."""
+
+    def __init__(self, report: SandboxStepReport) -> None:
+        self.report = report
+        super().__init__("sandbox step failed for " + "; ".join(f"{k}: {v}" for k, v in report.failed.items()))
+
+
+def open_sandbox(settings: Settings) -> Sandbox:
+    """The sandbox of these settings: the project database and the local bar store."""
+    engine = make_engine(default_database_url(settings.home))
+    bars = StoreBarProvider(BarStore(settings.bars_dir), settings.symbols, settings.base_interval,
+                            max_gap_bars=settings.max_gap_bars)
+    return Sandbox(engine, bars, clock=SystemClock())
+
+
+@flow(name="sandbox")
+def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
+    """End the runs whose period is over, then step every active run on the bar.
+
+    Raises:
+        SandboxStepError: a run's step failed; the report is attached (other runs were stepped).
+    """
+    settings = load_settings()
+    bar_time = ensure_utc(params.bar_time) if params.bar_time else WallBarClock(settings.base_interval).latest()
+    box = open_sandbox(settings)
+    ended = box.end_due(bar_time)
+    ids = [run.trader_id for run in box.active(bar_time)]
+    futures = step_sandbox_trader.map(unmapped(box), ids, unmapped(bar_time))
+    steps, failed = [], {}
+    for trader_id, future in zip(ids, futures):
+        future.wait()
+        if future.state.is_completed():
+            steps.append(future.result())
+        else:
+            failed[trader_id] = str(future.state.result(raise_on_failure=False))
+    report = SandboxStepReport(bar_time=bar_time, ended=ended, steps=steps, failed=failed)
+    if failed:
+        raise SandboxStepError(report)
+    return report

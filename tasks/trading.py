@@ -1,0 +1,41 @@
+"""Thin Prefect tasks over the trading core. Retries only where there is I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from cappuccino_core.trading.sandbox import Sandbox
+from cappuccino_core.trading.trader import TRANSIENT_ERRORS
+
+
+def is_transient(error: BaseException) -> bool:
+    """Return True for failures a retry may fix (broker unavailable, database or network I/O)."""
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+def _retry_on_io(task, task_run, state) -> bool:
+    """Retry a step only after an I/O failure; a bug or a refused model fails at once."""
+    try:
+        state.result()
+    except Exception as exc:  # the task's own exception, inspected only to choose whether to retry
+        return is_transient(exc)
+    return False
+
+
+@task(retries=3, retry_delay_seconds=[5, 15, 60], retry_condition_fn=_retry_on_io, cache_policy=NONE,
+      task_run_name="sandbox-step-{trader_id}")
+def step_sandbox_trader(sandbox: Sandbox, trader_id: str, bar_time: datetime) -> dict[str, Any]:
+    """Step one sandbox run on ``bar_time`` (idempotent: a retried or repeated step changes nothing twice)."""
+    outcome = sandbox.step(trader_id, bar_time)
+    entry = outcome.entry
+    return {
+        "trader_id": trader_id,
+        "status": str(outcome.status),
+        "orders": 0 if entry is None else len(entry.orders),
+        "risk_events": 0 if entry is None else len(entry.risk_events),
+        "errors": [] if entry is None else list(entry.errors),
+    }
