@@ -11,22 +11,10 @@ from cappuccino_core.data.freshness import FreshnessPolicy
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.source import BarSource
 from cappuccino_core.data.store import BarStore
+from tasks.retry import retry_on
 
 
-def _transient(task, task_run, state) -> bool:
-    """Retry a fetch only for failures that may pass (I/O), never for malformed or conflicting bars."""
-    try:
-        state.result()
-    except BarDataError:
-        return False
-    except (SourceError, OSError, TimeoutError):
-        return True
-    except Exception:  # anything else is a bug: do not hide it behind retries
-        return False
-    return False
-
-
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=_transient, cache_policy=NONE, task_run_name="fetch-{symbol}")
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_on(SourceError, OSError, TimeoutError, never=(BarDataError,)), cache_policy=NONE, task_run_name="fetch-{symbol}")
 def fetch_and_store(source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow) -> SymbolIngestResult:
     """Fetch one symbol's bars and store them."""
     return ingest_symbol(source, store, symbol, interval, window)

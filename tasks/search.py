@@ -18,16 +18,7 @@ from cappuccino_core.search.gate import require_training_data
 from cappuccino_core.search.retrain import retrain_and_register
 from cappuccino_core.search.market import PanelCache
 from cappuccino_core.search.spec import StudySpec
-
-
-def _io_error(task, task_run, state) -> bool:
-    try:
-        state.result()
-    except (ConnectionError, TimeoutError):
-        return True
-    except Exception:
-        return False
-    return False
+from tasks.retry import retry_on
 
 
 @task(cache_policy=NONE)
@@ -37,7 +28,7 @@ def data_gate(settings: Settings, as_of: datetime | None, allow_stale: bool) -> 
     return {"ok": verdict.ok, "message": verdict.message}
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=_io_error)
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on(ConnectionError, TimeoutError))
 def prepare_study(spec: StudySpec, loc: runner.StudyLocation, settings: Settings) -> StudySpec:
     """Create the MLflow store, study and parent run once; return the spec in force."""
     return runner.prepare(spec, loc, BarStore(settings.bars_dir))
@@ -53,7 +44,7 @@ def run_trials(loc: runner.StudyLocation, name: str, settings: Settings, workers
     return [{"worker": i, "exit_code": p.returncode} for i, p in enumerate(procs)]
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=_io_error)
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on(ConnectionError, TimeoutError))
 def finish_study(loc: runner.StudyLocation, name: str) -> dict:
     """Reconcile MLflow with Optuna and record the study summary."""
     return runner.finish(loc, name).to_dict()

@@ -10,6 +10,7 @@ from prefect.cache_policies import NONE
 
 from cappuccino_core.trading.sandbox import Sandbox
 from cappuccino_core.trading.trader import TRANSIENT_ERRORS
+from tasks.retry import retry_on
 
 
 def is_transient(error: BaseException) -> bool:
@@ -17,16 +18,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, TRANSIENT_ERRORS)
 
 
-def _retry_on_io(task, task_run, state) -> bool:
-    """Retry a step only after an I/O failure; a bug or a refused model fails at once."""
-    try:
-        state.result()
-    except Exception as exc:  # the task's own exception, inspected only to choose whether to retry
-        return is_transient(exc)
-    return False
-
-
-@task(retries=3, retry_delay_seconds=[5, 15, 60], retry_condition_fn=_retry_on_io, cache_policy=NONE,
+@task(retries=3, retry_delay_seconds=[5, 15, 60], retry_condition_fn=retry_on(*TRANSIENT_ERRORS), cache_policy=NONE,
       task_run_name="sandbox-step-{trader_id}")
 def step_sandbox_trader(sandbox: Sandbox, trader_id: str, bar_time: datetime) -> dict[str, Any]:
     """Step one sandbox run on ``bar_time`` (idempotent: a retried or repeated step changes nothing twice)."""
