@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 # Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins).
-for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true")):
+for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"),
+                     ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")):
     os.environ.setdefault(_var, _value)
 
 from cappuccino_core.clock import parse_utc  # noqa: E402
@@ -258,6 +259,65 @@ def _print_summary(summary: dict) -> None:
                   f"over {summary['dsr_tests']} trials tried")
     if summary["stopped_early"]:
         console.print(f"stopped early: {summary['stop_reason']}")
+
+
+arena_app = typer.Typer(no_args_is_help=True, help="Phase 4: the tournament arena (king of the hill).")
+app.add_typer(arena_app, name="arena")
+
+
+@arena_app.command("run")
+def arena_run(
+    arena: Annotated[str, typer.Option(help="Arena id.")] = "main",
+    max_matches: Annotated[Optional[int], typer.Option("--max-matches", min=1, help="Stop after this many matches.")] = None,
+) -> None:
+    """Admit new candidates from the registry, play every pending match, mirror into MLflow."""
+    from flows.tournament import TournamentParams, tournament
+
+    _settings()  # fail early, naming the bad setting
+    report = _run_flow_or_exit(lambda: tournament(params=TournamentParams(arena=arena, max_matches=max_matches)))
+    repaired = f"; redid the MLflow mirror of {report.repaired_mirror} match(es)" if report.repaired_mirror else ""
+    console.print(f"admitted {len(report.admitted)} candidate(s), played {len(report.played)} match(es){repaired}")
+    _print_arena(report.status)
+
+
+@arena_app.command("status")
+def arena_status_cmd(
+    arena: Annotated[str, typer.Option(help="Arena id.")] = "main",
+    last: Annotated[int, typer.Option(min=1, max=1000, help="How many recent matches to show.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The king and its streak, entrants waiting, eliminated and promoted counts, the last matches."""
+    from cappuccino_core.arena.service import arena_status
+
+    try:
+        doc = arena_status(_settings(), arena_id=arena, last=last)
+    except LookupError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        return
+    _print_arena(doc)
+
+
+def _print_arena(doc: dict) -> None:
+    king = f"{doc['king']} (study {doc['king_study']})" if doc["king"] else "none"
+    console.print(f"arena {doc['arena']}: king {king}, streak {doc['streak']} of {doc['rules']['promotion_streak']}")
+    console.print(f"{doc['waiting']} waiting, {doc['eliminated']} eliminated, {doc['promoted']} promoted, "
+                  f"{doc['matches_played']} matches played")
+    if doc["unmirrored_matches"]:
+        console.print(f"[yellow]{doc['unmirrored_matches']} match(es) not in MLflow yet (the next run mirrors them)[/yellow]")
+    score = lambda value: "-" if value is None else f"{value:.3f}"  # noqa: E731
+    short = lambda uri: "v" + uri.rsplit("/", 1)[1] if uri.startswith("models:/") else uri  # noqa: E731
+    table = Table(title="Last matches (vN: model version N)")
+    for col in ("#", "king", "score", "challenger", "score", "outcome", "streak", "note"):
+        table.add_column(col)
+    for m in doc["last_matches"]:
+        note = (f"promoted {m['promoted']}" if m["promoted"] else f"no edge: {m['rejected']}" if m["rejected"]
+                else f"forfeit: {m['forfeit']}" if m["forfeit"] else "")
+        table.add_row(str(m["match"]), short(m["king"]), score(m["king_score"]), short(m["challenger"]),
+                      score(m["challenger_score"]), m["outcome"], str(m["streak"]), note)
+    console.print(table)
 
 
 sandbox_app = typer.Typer(no_args_is_help=True, help="Phase 5: sandbox paper trading.")

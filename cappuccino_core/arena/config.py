@@ -27,8 +27,10 @@ class ArenaConfig:
     """Consecutive wins after which the king is edge-tested and, if it passes, promoted."""
     windows_per_match: int = 20
     """Evaluation windows both players trade in one match (drawn without replacement)."""
-    window_bars: int = 168
-    """Steps per evaluation window (168 one-hour bars = one week)."""
+    window_bars: int | None = 168
+    """Steps per evaluation window (168 one-hour bars = one week); ``None``: the longest windows
+    with which each match's holdout still holds ``windows_per_match`` match windows
+    (``match.fit_window_bars``; counted in bars of that holdout's interval)."""
     seed: int = 0
     """Arena seed; match ``n`` draws its windows from a seed derived from ``(seed, n)``."""
     confirmation_fraction: float = 0.3
@@ -53,7 +55,7 @@ class ArenaConfig:
         checks = {
             "promotion_streak": _is_int(self.promotion_streak) and self.promotion_streak >= 1,
             "windows_per_match": _is_int(self.windows_per_match) and self.windows_per_match >= 1,
-            "window_bars": _is_int(self.window_bars) and self.window_bars >= 2,
+            "window_bars": self.window_bars is None or (_is_int(self.window_bars) and self.window_bars >= 2),
             "seed": _is_int(self.seed) and self.seed >= 0,
             "confirmation_fraction": 0.0 < self.confirmation_fraction < 1.0,
             "alpha_confidence": 0.0 < self.alpha_confidence < 1.0,

@@ -1,21 +1,26 @@
 """One arena match: the windows both players trade, the score, the outcome and its record.
 
-**Windows.** The arena holdout panel is cut greedily into non-overlapping evaluation windows of
-``window_bars`` steps (a window starting at decision row ``t`` earns the returns of bars
-``t + 1 .. t + window_bars``; the next window starts at ``t + window_bars`` or later, inside one
-segment). The latest ``confirmation_fraction`` of them are kept for the edge test; match ``n``
-draws ``windows_per_match`` of the others without replacement, with a seed derived from
+**Windows.** The match's holdout panel (``market``: which bars a match may use) is cut greedily
+into non-overlapping evaluation windows of ``window_bars`` steps (a window starting at decision
+row ``t`` earns the returns of bars ``t + 1 .. t + window_bars``; the next window starts at
+``t + window_bars`` or later, inside one segment). With ``window_bars=None`` the windows are
+the longest that still give a match its windows (``fit_window_bars``). The latest
+``confirmation_fraction`` of them are kept for the edge test; match ``n`` draws
+``windows_per_match`` of the others without replacement, with a seed derived from
 ``(arena seed, n)`` and recorded with the match. Non-overlapping windows matter: the per-bar
 excess returns of a match (and of the edge test) then never count a bar twice, so the bootstrap
-interval of the edge test is not made narrower by duplicated bars.
+interval of the edge test is not made narrower by duplicated bars. A holdout too short for one
+match plus one confirmation window is refused (``WindowsDoNotFit``), never played with fewer.
 
 **Score.** Both players trade the same windows through the same backtester (same fees, slippage
-and execution rule). A player's score is the annualised Sharpe ratio
-(``metrics.sharpe``) of its per-bar returns in excess of the frictionless equal-weight
-buy-and-hold index (``metrics.excess_returns``), concatenated over the match's windows in time
+and risk layers). A player's score is ``evaluation.scoring.excess_sharpe`` (the one definition,
+shared with validation): the annualised Sharpe ratio of its per-bar returns in excess of the
+frictionless equal-weight buy-and-hold index, concatenated over the match's windows in time
 order. It rewards beating buy and hold per unit of tracking risk; fees and slippage are inside
 the returns. An undefined score (``None``: fewer than 2 bars or zero tracking variance) ranks
-below every defined score.
+below every defined score, and so does a **forfeit**: a player that cannot trade the match's
+market at all (``market.CannotTrade``: trained on another bar interval or asset universe) has
+no score, and the reason is recorded with the match.
 
 **Outcome.** The challenger wins only with a score higher than the king's by more than
 ``tie_tolerance``; everything else keeps the king (a tie is a ``TIE``: the challenger is
@@ -35,7 +40,7 @@ import numpy as np
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.evaluation import metrics
+from cappuccino_core.evaluation.scoring import excess_sharpe
 from cappuccino_core.features.panel import MarketPanel
 
 if TYPE_CHECKING:
@@ -48,19 +53,26 @@ SEED_BOOTSTRAP = 1
 
 @dataclass(frozen=True, eq=False)
 class WindowResult:
-    """One model traded over one evaluation window.
+    """One model traded over one evaluation window (what ``scoring`` needs of a backtest report).
 
     Attributes:
         model_id: the candidate (or ``baseline/<name>``) that traded.
         start_ns: open time (ns since the epoch, UTC) of the window's decision bar.
-        excess: ``[window_bars]`` per-bar returns minus the equal-weight buy-and-hold index returns.
+        returns: ``[window_bars]`` fractional per-bar returns of the player (net of fees and slippage).
+        benchmark_returns: ``[window_bars]`` per-bar returns of the frictionless equal-weight
+            buy-and-hold index over the same bars (the same for every player of a window).
         alpha: total return minus the index's total return over the window (``metrics.alpha``).
     """
 
     model_id: str
     start_ns: int
-    excess: np.ndarray
+    returns: np.ndarray
+    benchmark_returns: np.ndarray
     alpha: float | None
+
+
+class WindowsDoNotFit(ValueError):
+    """The holdout holds too few windows for one match plus one confirmation window (the message says why)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,24 +95,53 @@ def holdout_windows(
 ) -> HoldoutWindows:
     """Cut ``panel`` into non-overlapping windows and split off the latest ones for the edge test.
 
+    Args:
+        panel: the holdout panel; its first ``lookback - 1`` rows are observation history only.
+        lookback: history rows every window needs before its decision row.
+        window_bars: steps per window.
+        confirmation_fraction: share of the windows (the latest) kept for the edge test.
+        windows_per_match: windows a match draws from the others.
+
     Raises:
-        ValueError: the panel holds too few windows for one match plus one confirmation window.
+        WindowsDoNotFit: the panel holds too few windows for one match plus one confirmation window.
     """
-    valid = panel.window_starts(lookback, window_bars)
-    tiles: list[int] = []
-    i = 0
-    while i < valid.size:  # greedy: the earliest start, then the earliest one after its last bar
-        tiles.append(int(valid[i]))
-        i = int(np.searchsorted(valid, valid[i] + window_bars, side="left"))
+    tiles = _tiles(panel, lookback, window_bars)
     n_confirm = max(1, round(len(tiles) * confirmation_fraction))
     if len(tiles) - n_confirm < windows_per_match:
-        raise ValueError(
-            f"the holdout panel ({panel.num_bars} rows) holds {len(tiles)} non-overlapping windows of "
-            f"{window_bars} bars after a lookback of {lookback}; {n_confirm} go to the edge test, which "
+        raise WindowsDoNotFit(
+            f"the holdout panel ({panel.num_bars} rows of {panel.interval}) holds {len(tiles)} non-overlapping "
+            f"windows of {window_bars} bars after a lookback of {lookback}; {n_confirm} go to the edge test, which "
             f"leaves {len(tiles) - n_confirm} for matches of {windows_per_match} windows"
         )
     rows = np.asarray(tiles, dtype=np.int64)
     return HoldoutWindows(rows[: len(tiles) - n_confirm], rows[len(tiles) - n_confirm :], window_bars)
+
+
+def fit_window_bars(panel: MarketPanel, *, lookback: int, confirmation_fraction: float, windows_per_match: int) -> int:
+    """Return the longest window (in bars, >= 2) with which ``holdout_windows`` fits ``panel``.
+
+    Raises:
+        WindowsDoNotFit: not even 2-bar windows fit.
+    """
+    longest = (panel.num_bars - lookback) // max(windows_per_match, 1)
+    for bars in range(max(longest, 2), 1, -1):
+        tiles = len(_tiles(panel, lookback, bars))
+        if tiles - max(1, round(tiles * confirmation_fraction)) >= windows_per_match:
+            return bars
+    holdout_windows(panel, lookback=lookback, window_bars=2, confirmation_fraction=confirmation_fraction,
+                    windows_per_match=windows_per_match)  # raises WindowsDoNotFit, saying how short the panel is
+    raise AssertionError("unreachable: 2-bar windows fit after all")
+
+
+def _tiles(panel: MarketPanel, lookback: int, window_bars: int) -> list[int]:
+    """Greedy non-overlapping windows: the earliest valid start, then the earliest one after its last bar."""
+    valid = panel.window_starts(lookback, window_bars)
+    tiles: list[int] = []
+    i = 0
+    while i < valid.size:
+        tiles.append(int(valid[i]))
+        i = int(np.searchsorted(valid, valid[i] + window_bars, side="left"))
+    return tiles
 
 
 def derive_seed(arena_seed: int, match_number: int, purpose: int) -> int:
@@ -118,13 +159,12 @@ def draw_match_windows(match_rows: np.ndarray, count: int, seed: int) -> np.ndar
 
 
 def match_score(results: Sequence[WindowResult], interval: Interval) -> float | None:
-    """Return the annualised Sharpe of the per-bar excess returns concatenated over ``results``.
+    """Return ``scoring.excess_sharpe`` of ``results`` in time order; ``None`` when undefined.
 
-    ``None`` when undefined (see ``metrics.sharpe``).
+    Raises:
+        ValueError: no results.
     """
-    ordered = sorted(results, key=lambda r: r.start_ns)
-    excess = np.concatenate([r.excess for r in ordered]) if ordered else np.empty(0)
-    return metrics.sharpe(excess, interval)
+    return excess_sharpe(sorted(results, key=lambda r: r.start_ns), interval)  # type: ignore[arg-type]  # duck-typed reports
 
 
 def mean_alpha(results: Sequence[WindowResult]) -> float | None:
@@ -180,7 +220,7 @@ class MatchResult:
         king_streak_before: the king's streak when the match started.
         window_starts: decision-bar open times (ns, UTC) of the windows traded.
         window_bars: steps per window.
-        context_hash: hash of the holdout bars and environment config (``evaluator.context_hash``).
+        context_hash: hash of the holdout bars and trading conditions (``evaluator.context_hash``).
         king_score, challenger_score: ``match_score`` of each player (``None`` if undefined).
         king_alpha, challenger_alpha: mean per-window alpha of each player (for reports).
         outcome: who won.
@@ -191,6 +231,8 @@ class MatchResult:
         rejected_id: the king eliminated because it reached the streak but failed the edge test.
         king_after: the king after the match (``None`` when it was promoted or rejected).
         played_at: when the result was computed (from the arena's clock).
+        market: the key of the market (holdout) the match was played on (``market.MarketSource``).
+        king_forfeit, challenger_forfeit: why a player could not trade the market (it then has no score).
     """
 
     match_id: str
@@ -215,6 +257,9 @@ class MatchResult:
     rejected_id: str | None
     king_after: str | None
     played_at: datetime
+    market: str = ""
+    king_forfeit: str | None = None
+    challenger_forfeit: str | None = None
 
     @property
     def winner_id(self) -> str:

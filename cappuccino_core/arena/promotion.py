@@ -29,12 +29,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.match import WindowResult, beats, match_score
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.evaluation.bootstrap import bootstrap_mean_ci
+from cappuccino_core.evaluation.scoring import window_excess_returns
 
 
 @dataclass(frozen=True)
@@ -125,7 +124,7 @@ def edge_test(
     for name, results in baselines.items():
         if tuple(sorted(r.start_ns for r in results)) != starts:
             raise ValueError(f"baseline {name} traded other windows than the king")
-    excess = np.concatenate([r.excess for r in ordered])
+    excess = window_excess_returns(ordered)  # type: ignore[arg-type]  # WindowResult has returns and benchmark_returns
     ci = bootstrap_mean_ci(
         excess,
         confidence=config.alpha_confidence,

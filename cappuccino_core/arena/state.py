@@ -22,6 +22,7 @@ class ExitReason(StrEnum):
     LOST = "lost"  # the other player scored higher
     TIED = "tied"  # a challenger that only tied the king (a tie keeps the king)
     NO_EDGE = "no_edge"  # reached the promotion streak but failed the edge test
+    FORFEIT = "forfeit"  # could not trade the match's market (another interval or asset universe)
     PROMOTED = "promoted"
 
 
@@ -30,7 +31,7 @@ class EntrantState:
     """One registered candidate.
 
     Attributes:
-        candidate_id: the candidate (later: an MLflow model version URI).
+        candidate_id: the candidate (a registered model version: ``models:/<name>/<version>``).
         order: registration order in this arena, 1-based; challengers enter in this order.
         registered_at: when it was registered (UTC).
         status: where it stands.
@@ -38,6 +39,7 @@ class EntrantState:
         reason: why it left (``None`` while waiting or king).
         crowned_after_match: for a king crowned without a match (empty throne), the number of
             matches played before; ``None`` otherwise.
+        study: the study the candidate came from (``None`` for scripted players).
     """
 
     candidate_id: str
@@ -47,6 +49,7 @@ class EntrantState:
     decided_in_match: int | None
     reason: ExitReason | None
     crowned_after_match: int | None
+    study: str | None = None
 
 
 @dataclass(frozen=True)

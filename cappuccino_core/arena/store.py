@@ -1,13 +1,4 @@
-"""The arena's tables and the repository that changes them, one transaction per change.
-
-Tables (declared on ``db.Base``; ``db.create_schema`` creates them once this module is imported):
-
-* ``arena_state`` — one row per arena: its rules, king, streak, matches played, entrants registered.
-* ``arena_entrant`` — one row per candidate: registration order, status, which match decided it.
-* ``arena_match`` — the match log: one row per match with the full ``MatchResult`` as JSON.
-* ``arena_window_result`` — the evaluation cache: one model's per-bar excess returns on one
-  window, keyed by (model id, context hash, window start, horizon). A model's result on a
-  window never changes, so rows are only ever inserted (duplicates are ignored).
+"""The repository of the arena's tables (``tables``), one transaction per change.
 
 Consistency. Every state change is one transaction that starts with a **compare-and-set**
 ``UPDATE`` of the arena row (``WHERE matches_played = n - 1 AND king_id = ... AND streak = ...``):
@@ -27,95 +18,20 @@ from datetime import datetime
 from enum import StrEnum
 
 import numpy as np
-from sqlalchemy import (
-    BigInteger,
-    Float,
-    ForeignKey,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    UniqueConstraint,
-    select,
-    update,
-)
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.match import MatchOutcome, MatchResult, WindowResult
 from cappuccino_core.arena.state import ArenaStatus, EntrantState, EntrantStatus, ExitReason, ThroneState
+from cappuccino_core.arena.tables import ArenaEntrantRow, ArenaMatchRow, ArenaStateRow, ArenaWindowResultRow
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.db import Base, UTCDateTime
 
 logger = logging.getLogger(__name__)
 
-_ID = 500  # longest candidate or model id (an MLflow model-version URI fits easily)
-
-
-class ArenaStateRow(Base):
-    """One arena: rules and the current king."""
-
-    __tablename__ = "arena_state"
-
-    arena_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    rules_json: Mapped[str] = mapped_column(Text)
-    rules_hash: Mapped[str] = mapped_column(String(64))
-    king_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
-    streak: Mapped[int] = mapped_column(Integer)
-    matches_played: Mapped[int] = mapped_column(Integer)
-    entrants: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class ArenaEntrantRow(Base):
-    """One candidate registered in one arena."""
-
-    __tablename__ = "arena_entrant"
-    __table_args__ = (UniqueConstraint("arena_id", "order_no"),)
-
-    arena_id: Mapped[str] = mapped_column(ForeignKey("arena_state.arena_id"), primary_key=True)
-    candidate_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
-    order_no: Mapped[int] = mapped_column(Integer)
-    registered_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16))
-    decided_in_match: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    crowned_after_match: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-
-class ArenaMatchRow(Base):
-    """One recorded match (the log)."""
-
-    __tablename__ = "arena_match"
-    __table_args__ = (UniqueConstraint("arena_id", "match_number"),)
-
-    match_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    arena_id: Mapped[str] = mapped_column(ForeignKey("arena_state.arena_id"))
-    match_number: Mapped[int] = mapped_column(Integer)
-    king_id: Mapped[str] = mapped_column(String(_ID))
-    challenger_id: Mapped[str] = mapped_column(String(_ID))
-    outcome: Mapped[str] = mapped_column(String(16))
-    king_score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    challenger_score: Mapped[float | None] = mapped_column(Float, nullable=True)
-    streak_after: Mapped[int] = mapped_column(Integer)
-    promoted_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
-    rejected_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
-    played_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    result_json: Mapped[str] = mapped_column(Text)
-
-
-class ArenaWindowResultRow(Base):
-    """The evaluation cache: one model on one window under one evaluation context."""
-
-    __tablename__ = "arena_window_result"
-
-    model_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
-    context_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    window_start_ns: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    horizon: Mapped[int] = mapped_column(Integer, primary_key=True)
-    excess: Mapped[bytes] = mapped_column(LargeBinary)  # float64 little-endian, [horizon]
-    alpha: Mapped[float | None] = mapped_column(Float, nullable=True)
+__all__ = ["ArenaEntrantRow", "ArenaMatchRow", "ArenaStateError", "ArenaStateRow", "ArenaStore",
+           "ArenaWindowResultRow", "RecordOutcome"]
 
 
 class RecordOutcome(StrEnum):
@@ -170,8 +86,12 @@ class ArenaStore:
                     f"refusing {json.dumps(config.rules_dict(), sort_keys=True)}"
                 )
 
-    def register(self, arena_id: str, candidate_id: str, *, registered_at: datetime) -> EntrantState:
+    def register(
+        self, arena_id: str, candidate_id: str, *, registered_at: datetime, study: str | None = None
+    ) -> EntrantState:
         """Register a candidate as the next entrant (idempotent: a known candidate is returned as is).
+
+        ``study`` is the study the candidate came from (``None`` for scripted players).
 
         Raises:
             KeyError: no such arena.
@@ -192,7 +112,7 @@ class ArenaStore:
                     row = ArenaEntrantRow(
                         arena_id=arena_id, candidate_id=candidate_id, order_no=order,
                         registered_at=ensure_utc(registered_at), status=str(EntrantStatus.WAITING),
-                        decided_in_match=None, reason=None, crowned_after_match=None,
+                        decided_in_match=None, reason=None, crowned_after_match=None, study=study,
                     )
                     session.add(row)
                     session.flush()
@@ -307,6 +227,47 @@ class ArenaStore:
             ).all()
         return [MatchResult.from_dict(json.loads(t)) for t in texts]
 
+    def unmirrored(self, arena_id: str) -> list[MatchResult]:
+        """Return the matches the MLflow mirror has not recorded yet, in order."""
+        with self._sessions() as session:
+            texts = session.scalars(
+                select(ArenaMatchRow.result_json)
+                .where(ArenaMatchRow.arena_id == arena_id, ArenaMatchRow.mirrored.is_(False))
+                .order_by(ArenaMatchRow.match_number)
+            ).all()
+        return [MatchResult.from_dict(json.loads(t)) for t in texts]
+
+    def mark_mirrored(self, match_id: str) -> None:
+        """Record that the mirror has written match ``match_id`` (idempotent).
+
+        Raises:
+            KeyError: no such match.
+        """
+        with self._sessions.begin() as session:
+            changed = session.execute(update(ArenaMatchRow).where(ArenaMatchRow.match_id == match_id).values(mirrored=True))
+            if changed.rowcount != 1:
+                raise KeyError(f"no match {match_id!r}")
+
+    def studies(self, arena_id: str) -> dict[str, str | None]:
+        """Return every entrant's study (``None`` for scripted players), by entrant id."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(ArenaEntrantRow.candidate_id, ArenaEntrantRow.study).where(ArenaEntrantRow.arena_id == arena_id)
+            ).all()
+        return {candidate: study for candidate, study in rows}
+
+    def rules(self, arena_id: str) -> dict:
+        """Return the rules the arena was created with (``ArenaConfig.rules_dict``).
+
+        Raises:
+            KeyError: no such arena.
+        """
+        with self._sessions() as session:
+            text = session.scalar(select(ArenaStateRow.rules_json).where(ArenaStateRow.arena_id == arena_id))
+        if text is None:
+            raise KeyError(f"no arena {arena_id!r}")
+        return json.loads(text)
+
     # --- evaluation cache --------------------------------------------------------------------
 
     def load_window_results(
@@ -319,12 +280,12 @@ class ArenaStore:
         table = ArenaWindowResultRow
         with self._sessions() as session:
             rows = session.execute(
-                select(table.model_id, table.window_start_ns, table.excess, table.alpha).where(
+                select(table.model_id, table.window_start_ns, table.returns, table.benchmark_returns, table.alpha).where(
                     table.model_id.in_(list(found)), table.context_hash == context_hash, table.horizon == horizon
                 )
             ).all()
-        for model_id, start, blob, alpha in rows:
-            found[model_id].append(WindowResult(model_id, int(start), np.frombuffer(bytes(blob), dtype="<f8"), alpha))
+        for model_id, start, returns, index, alpha in rows:
+            found[model_id].append(WindowResult(model_id, int(start), _array(returns), _array(index), alpha))
         return found
 
     def save_window_results(self, results: Sequence[WindowResult], context_hash: str, horizon: int) -> None:
@@ -334,12 +295,21 @@ class ArenaStore:
         rows = [
             {
                 "model_id": r.model_id, "context_hash": context_hash, "window_start_ns": int(r.start_ns),
-                "horizon": horizon, "excess": np.ascontiguousarray(r.excess, dtype="<f8").tobytes(), "alpha": r.alpha,
+                "horizon": horizon, "returns": _blob(r.returns), "benchmark_returns": _blob(r.benchmark_returns),
+                "alpha": r.alpha,
             }
             for r in results
         ]
         with self._sessions.begin() as session:
             _insert_ignoring_duplicates(session, rows)
+
+
+def _blob(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<f8").tobytes()
+
+
+def _array(blob: bytes) -> np.ndarray:
+    return np.frombuffer(bytes(blob), dtype="<f8")
 
 
 def _entrant(row: ArenaEntrantRow) -> EntrantState:
@@ -351,6 +321,7 @@ def _entrant(row: ArenaEntrantRow) -> EntrantState:
         decided_in_match=row.decided_in_match,
         reason=None if row.reason is None else ExitReason(row.reason),
         crowned_after_match=row.crowned_after_match,
+        study=row.study,
     )
 
 
@@ -359,7 +330,9 @@ def _apply_exits(session: Session, result: MatchResult) -> None:
     arena, n = result.arena_id, result.match_number
     before = {result.king_id: EntrantStatus.KING, result.challenger_id: EntrantStatus.WAITING}
     winner = result.winner_id
-    reason = ExitReason.TIED if result.outcome is MatchOutcome.TIE else ExitReason.LOST
+    forfeited = result.king_forfeit if result.loser_id == result.king_id else result.challenger_forfeit
+    reason = (ExitReason.FORFEIT if forfeited else ExitReason.TIED if result.outcome is MatchOutcome.TIE
+              else ExitReason.LOST)
     _set_status(session, arena, result.loser_id, before[result.loser_id], EntrantStatus.ELIMINATED,
                 match_number=n, reason=reason)
     if result.promoted_id is not None:

@@ -8,10 +8,15 @@ Rules (state machine; every transition is one transaction in ``ArenaStore``):
   At the start this makes "the first two entrants meet" (the first defends, the second
   challenges), and after a promotion or a rejection "the next entrant becomes king with a
   streak of zero".
-* **Match.** The next waiting entrant challenges the king on the match's windows (``match``).
-  The loser is eliminated. A challenger that wins becomes king with a streak of 1 (its first
-  win); a king that wins adds 1 to its streak; a tie keeps the king, eliminates the challenger
-  and leaves the streak as it was (it is not a win).
+* **Match.** The next waiting entrant challenges the king on the match's windows (``match``),
+  drawn from the market the source picks for the two (``market``; for registered candidates,
+  ``study_market``: bars no search or validation of either model saw). The loser is eliminated.
+  A challenger that wins becomes king with a streak of 1 (its first win); a king that wins adds
+  1 to its streak; a tie keeps the king, eliminates the challenger and leaves the streak as it
+  was (it is not a win).
+* **Walkover.** A player that cannot trade the pair's market (``market.CannotTrade``) has no
+  score and loses (both: a tie). A walkover is not a win: a king keeps its streak, a challenger
+  that takes the throne this way starts at 0. The loser leaves with reason ``forfeit``.
 * **Promotion.** When the winner's streak reaches ``promotion_streak`` it takes the edge test
   (``promotion``) in the same match: it is promoted to the sandbox if it passes, eliminated with
   reason ``no_edge`` if not. Either way it leaves the arena and the throne is empty.
@@ -21,26 +26,30 @@ that snapshot, together with its state change, in one transaction. Nothing else 
 state. A crash before the commit loses only work (cached evaluations are kept); after it, the
 match is in the log and the resumed run plans the next one. Windows and seeds depend only on
 the arena seed and the match number, so a resumed run plays exactly the matches an
-uninterrupted run would have played.
+uninterrupted run would have played (the market of a pair is a function of the pair).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.evaluator import BASELINE_PREFIX, PolicyLoader, WindowEvaluator, WindowMemory, context_hash
+from cappuccino_core.arena.market import ArenaMarket, FixedMarket, MarketSource, Player
 from cappuccino_core.arena.match import (
     SEED_BOOTSTRAP,
     SEED_WINDOWS,
     HoldoutWindows,
     MatchOutcome,
     MatchResult,
+    WindowsDoNotFit,
     decide_outcome,
     derive_seed,
     draw_match_windows,
+    fit_window_bars,
     holdout_windows,
     match_id,
     match_score,
@@ -56,6 +65,18 @@ from cappuccino_core.evaluation.baselines import default_baselines
 from cappuccino_core.features.panel import MarketPanel
 
 logger = logging.getLogger(__name__)
+
+HOLDOUT = "holdout"
+"""Key of the one market of ``Arena.play_pending``."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Table:
+    """One market made ready for matches: its windows and its evaluator."""
+
+    market: ArenaMarket
+    windows: HoldoutWindows
+    evaluator: WindowEvaluator
 
 
 class Arena:
@@ -78,9 +99,14 @@ class Arena:
         self.clock = clock
         store.ensure_arena(arena_id, config, created_at=clock.now())
         self._memory: dict[str, WindowMemory] = {}  # per evaluation context
+        self.evaluations = 0  # window evaluations this object ran (not served from a cache)
 
-    def register(self, candidate_id: str, *, registered_at: datetime | None = None) -> EntrantState:
+    def register(
+        self, candidate_id: str, *, registered_at: datetime | None = None, study: str | None = None
+    ) -> EntrantState:
         """Register a candidate as the next entrant (idempotent); ``registered_at`` defaults to the clock.
+
+        ``study`` is the study the candidate came from (how ``study_market`` finds its holdout).
 
         Raises:
             ValueError: the id is empty or names a baseline (``baseline/...``).
@@ -88,7 +114,7 @@ class Arena:
         if not candidate_id or candidate_id.startswith(BASELINE_PREFIX):
             raise ValueError(f"candidate id {candidate_id!r} is empty or reserved for baselines ({BASELINE_PREFIX}...)")
         at = self.clock.now() if registered_at is None else registered_at
-        entrant = self.store.register(self.arena_id, candidate_id, registered_at=at)
+        entrant = self.store.register(self.arena_id, candidate_id, registered_at=at, study=study)
         logger.info("arena %s: %s registered as entrant %d", self.arena_id, candidate_id, entrant.order)
         return entrant
 
@@ -109,15 +135,31 @@ class Arena:
         max_matches: int | None = None,
         on_match: Callable[[MatchResult], None] | None = None,
     ) -> list[MatchResult]:
+        """Play every pending match on one holdout ``panel`` (see ``play``); players are scripted.
+
+        ``load_policy`` returns ``(policy, normaliser)``; every player trades ``env_config``.
+        """
+        def load(candidate_id: str) -> Player:
+            policy, normalizer = load_policy(candidate_id)
+            return Player(policy, normalizer)
+
+        market = ArenaMarket(HOLDOUT, panel, env_config, load, description=f"the {panel.interval} holdout panel")
+        return self.play(FixedMarket(market), max_matches=max_matches, on_match=on_match)
+
+    def play(
+        self,
+        markets: MarketSource,
+        *,
+        max_matches: int | None = None,
+        on_match: Callable[[MatchResult], None] | None = None,
+    ) -> list[MatchResult]:
         """Play matches until no challenger is waiting (or ``max_matches`` were recorded).
 
         An empty throne is filled first (the earliest waiting entrant, streak 0), also after the
         last match of this call, so the arena is never left without a king while someone waits.
 
         Args:
-            load_policy: loads a candidate's policy and normaliser by id (only on a cache miss).
-            panel: the arena holdout panel.
-            env_config: fees, slippage and execution rule of every match.
+            markets: which market each pair meets on, and the markets themselves.
             max_matches: stop after recording this many matches.
             on_match: called with each result after it is committed (e.g. a mirror).
 
@@ -125,74 +167,100 @@ class Arena:
             The matches this call recorded, in order.
 
         Raises:
-            ValueError: the holdout panel is too short for the configured windows.
+            WindowsDoNotFit: a match's holdout is too short for the configured windows (nothing
+                is recorded for it; the message names the market).
             EvaluationError: a candidate could not be loaded or evaluated (nothing is recorded
                 for the match; playing again resumes it).
         """
-        cfg = self.config
-        windows = holdout_windows(
-            panel, lookback=env_config.lookback, window_bars=cfg.window_bars,
-            confirmation_fraction=cfg.confirmation_fraction, windows_per_match=cfg.windows_per_match,
-        )
-        costs = ExecutionCosts(env_config.fee_rate, env_config.slippage_bps, env_config.min_order_notional,
-                               env_config.min_cash_reserve)
-        evaluator = WindowEvaluator(
-            self.store, panel, env_config, load_policy, horizon=cfg.window_bars,
-            baselines=default_baselines(costs, panel.symbols),
-            memory=self._memory.setdefault(context_hash(panel, env_config), {}), torch_threads=cfg.torch_threads,
-        )
+        tables: dict[str, _Table] = {}
         played: list[MatchResult] = []
-        while True:
-            throne = self.store.throne(self.arena_id, waiting_limit=cfg.prefetch_matches)
-            if throne.king is None:  # crowned even when max_matches is reached: the throne is never left empty
-                if not throne.waiting:
+        try:
+            while True:
+                throne = self.store.throne(self.arena_id, waiting_limit=self.config.prefetch_matches)
+                if throne.king is None:  # crowned even when max_matches is reached: the throne is never left empty
+                    if not throne.waiting:
+                        break
+                    if self.store.crown(self.arena_id, throne.waiting[0], matches_played=throne.matches_played):
+                        logger.info("arena %s: %s crowned on an empty throne", self.arena_id, throne.waiting[0])
+                    continue
+                if not throne.waiting or (max_matches is not None and len(played) >= max_matches):
                     break
-                if self.store.crown(self.arena_id, throne.waiting[0], matches_played=throne.matches_played):
-                    logger.info("arena %s: %s crowned on an empty throne", self.arena_id, throne.waiting[0])
-                continue
-            if not throne.waiting or (max_matches is not None and len(played) >= max_matches):
-                break
-            result = self._play(throne, windows, evaluator)
-            recorded = self.store.record_match(result)
-            if recorded is not RecordOutcome.RECORDED:  # another worker got there first
-                level = logging.INFO if recorded is RecordOutcome.ALREADY_RECORDED else logging.WARNING
-                logger.log(level, "arena %s: match %d not recorded (%s); re-reading the state",
-                           self.arena_id, result.match_number, recorded)
-                continue
-            evaluator.forget([m for m in (result.loser_id, result.promoted_id, result.rejected_id) if m])
-            logger.info(
-                "arena %s match %d: %s (%s) vs %s (%s): %s, streak %d%s", self.arena_id, result.match_number,
-                result.king_id, result.king_score, result.challenger_id, result.challenger_score, result.outcome,
-                result.streak_after,
-                f", promoted {result.promoted_id}" if result.promoted_id else
-                f", rejected {result.rejected_id} (no edge)" if result.rejected_id else "",
-            )
-            played.append(result)
-            if on_match is not None:
-                on_match(result)
+                key = markets.key_for(throne.king, throne.waiting[0])
+                if key not in tables:
+                    tables[key] = self._table(markets.market(key))
+                same_market = [w for w in throne.waiting if markets.key_for(throne.king, w) == key]
+                result = self._play(throne, tables[key], same_market)
+                recorded = self.store.record_match(result)
+                if recorded is not RecordOutcome.RECORDED:  # another worker got there first
+                    level = logging.INFO if recorded is RecordOutcome.ALREADY_RECORDED else logging.WARNING
+                    logger.log(level, "arena %s: match %d not recorded (%s); re-reading the state",
+                               self.arena_id, result.match_number, recorded)
+                    continue
+                self._forget([m for m in (result.loser_id, result.promoted_id, result.rejected_id) if m])
+                _log_result(result)
+                played.append(result)
+                if on_match is not None:
+                    on_match(result)
+        finally:
+            self.evaluations += sum(t.evaluator.evaluations for t in tables.values())
         return played
 
-    def _play(self, throne: ThroneState, windows: HoldoutWindows, evaluator: WindowEvaluator) -> MatchResult:
-        """Compute (not record) the next match from ``throne``."""
-        cfg = self.config
+    def _table(self, market: ArenaMarket) -> _Table:
+        """Cut ``market`` into windows and set up its evaluator.
+
+        Raises:
+            WindowsDoNotFit: the market's holdout is too short (the message names the market).
+        """
+        cfg, env, panel = self.config, market.env_config, market.panel
+        try:
+            bars = cfg.window_bars or fit_window_bars(
+                panel, lookback=env.lookback, confirmation_fraction=cfg.confirmation_fraction,
+                windows_per_match=cfg.windows_per_match,
+            )
+            windows = holdout_windows(panel, lookback=env.lookback, window_bars=bars,
+                                      confirmation_fraction=cfg.confirmation_fraction,
+                                      windows_per_match=cfg.windows_per_match)
+        except WindowsDoNotFit as exc:
+            raise WindowsDoNotFit(f"arena {self.arena_id!r}, market {market.key!r} ({market.description}): {exc}") from exc
+        costs = ExecutionCosts(env.fee_rate, env.slippage_bps, env.min_order_notional, env.min_cash_reserve)
+        evaluator = WindowEvaluator(
+            self.store, panel, env, market.load, horizon=windows.window_bars,
+            baselines=default_baselines(costs, panel.symbols),
+            memory=self._memory.setdefault(context_hash(panel, env), {}), torch_threads=cfg.torch_threads,
+        )
+        return _Table(market, windows, evaluator)
+
+    def _forget(self, model_ids: list[str]) -> None:
+        """Drop players that left the arena from every in-memory cache (their rows stay in the database)."""
+        for memory in self._memory.values():
+            for model_id in model_ids:
+                memory.pop(model_id, None)
+
+    def _play(self, throne: ThroneState, table: _Table, same_market: list[str]) -> MatchResult:
+        """Compute (not record) the next match from ``throne`` on ``table``'s market."""
+        cfg, windows, evaluator = self.config, table.windows, table.evaluator
         assert throne.king is not None and throne.waiting
         king, challenger = throne.king, throne.waiting[0]
         number = throne.matches_played + 1
         seed = derive_seed(cfg.seed, number, SEED_WINDOWS)
         rows = draw_match_windows(windows.match_rows, cfg.windows_per_match, seed)
-        if not (evaluator.has(king, windows.match_rows) and evaluator.has(challenger, windows.match_rows)):
-            # One batch for the king and the next challengers, each on every match window: the
-            # following matches then find their players evaluated (a round per prefetch_matches).
-            evaluator.ensure([king, *throne.waiting], windows.match_rows)
-        king_results, challenger_results = evaluator.results(king, rows), evaluator.results(challenger, rows)
+        if not (evaluator.ready(king, windows.match_rows) and evaluator.ready(challenger, windows.match_rows)):
+            # One batch for the king and the next challengers on this market, each on every match
+            # window: the following matches then find their players evaluated.
+            evaluator.ensure([king, *same_market], windows.match_rows)
+        king_forfeit, challenger_forfeit = evaluator.cannot_trade(king), evaluator.cannot_trade(challenger)
+        king_results = [] if king_forfeit else evaluator.results(king, rows)
+        challenger_results = [] if challenger_forfeit else evaluator.results(challenger, rows)
         interval = evaluator.panel.interval
-        king_score, challenger_score = match_score(king_results, interval), match_score(challenger_results, interval)
+        king_score = None if king_forfeit else match_score(king_results, interval)
+        challenger_score = None if challenger_forfeit else match_score(challenger_results, interval)
         outcome = decide_outcome(king_score, challenger_score, cfg.tie_tolerance)
+        walkover = bool(king_forfeit or challenger_forfeit)  # not a win: the streak does not grow
         if outcome is MatchOutcome.CHALLENGER_WINS:
-            winner, loser, streak = challenger, king, 1
+            winner, loser, streak = challenger, king, 0 if walkover else 1
         else:
             winner, loser = king, challenger
-            streak = throne.streak + (1 if outcome is MatchOutcome.KING_WINS else 0)
+            streak = throne.streak + (1 if outcome is MatchOutcome.KING_WINS and not walkover else 0)
         edge: EdgeTestResult | None = None
         if streak >= cfg.promotion_streak:
             edge = self._edge_test(winner, number, windows, evaluator)
@@ -205,7 +273,7 @@ class Arena:
             challenger_id=challenger,
             king_streak_before=throne.streak,
             window_starts=tuple(int(s) for s in evaluator.panel.timestamps[rows]),
-            window_bars=cfg.window_bars,
+            window_bars=windows.window_bars,
             context_hash=evaluator.context,
             king_score=king_score,
             challenger_score=challenger_score,
@@ -219,6 +287,9 @@ class Arena:
             rejected_id=winner if edge is not None and not edge.passed else None,
             king_after=winner if edge is None else None,
             played_at=self.clock.now(),
+            market=table.market.key,
+            king_forfeit=king_forfeit,
+            challenger_forfeit=challenger_forfeit,
         )
 
     def _edge_test(
@@ -234,3 +305,13 @@ class Arena:
             evaluator.results(king, rows), baselines, interval=evaluator.panel.interval, config=self.config,
             seed=derive_seed(self.config.seed, number, SEED_BOOTSTRAP),
         )
+
+
+def _log_result(result: MatchResult) -> None:
+    logger.info(
+        "arena %s match %d on %s: %s (%s) vs %s (%s): %s, streak %d%s", result.arena_id, result.match_number,
+        result.market, result.king_id, result.king_forfeit or result.king_score, result.challenger_id,
+        result.challenger_forfeit or result.challenger_score, result.outcome, result.streak_after,
+        f", promoted {result.promoted_id}" if result.promoted_id else
+        f", rejected {result.rejected_id} (no edge)" if result.rejected_id else "",
+    )

@@ -13,9 +13,11 @@ from cappuccino_core.arena.match import (
     SEED_WINDOWS,
     MatchOutcome,
     WindowResult,
+    WindowsDoNotFit,
     decide_outcome,
     derive_seed,
     draw_match_windows,
+    fit_window_bars,
     holdout_windows,
     match_score,
 )
@@ -28,6 +30,7 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import create_schema, make_engine, session_factory
 from cappuccino_core.evaluation import metrics
 from cappuccino_core.evaluation.baselines import EqualWeightBuyAndHold
+from cappuccino_core.evaluation.scoring import excess_sharpe
 from tests.arena.arena_scenarios import (
     COSTS,
     ENV,
@@ -217,13 +220,26 @@ def test_the_holdout_is_cut_into_non_overlapping_windows_with_the_latest_kept_fo
         holdout_windows(panel, lookback=8, window_bars=48, confirmation_fraction=0.3, windows_per_match=rows.size)
 
 
-def test_the_match_score_is_the_annualised_sharpe_of_concatenated_excess_returns() -> None:
-    a = WindowResult("m", 2, np.array([0.01, -0.02, 0.03]), 0.0)
-    b = WindowResult("m", 1, np.array([0.0, 0.005]), 0.0)
-    expected = metrics.sharpe(np.array([0.0, 0.005, 0.01, -0.02, 0.03]), Interval.H1)
+def test_fitted_windows_are_the_longest_that_leave_a_match_its_windows(planted_market) -> None:
+    panel = planted_market.panel
+    rules = {"lookback": 8, "confirmation_fraction": 0.3, "windows_per_match": 20}
+    bars = fit_window_bars(panel, **rules)
+    windows = holdout_windows(panel, window_bars=bars, **rules)
+    assert windows.match_rows.size >= 20 and windows.window_bars == bars
+    with pytest.raises(WindowsDoNotFit):
+        holdout_windows(panel, window_bars=bars + 1, **rules)
+    with pytest.raises(WindowsDoNotFit, match="holds"):
+        fit_window_bars(panel.rows(0, 40), **rules)
+
+
+def test_the_match_score_is_the_one_excess_sharpe_of_concatenated_windows_in_time_order() -> None:
+    a = WindowResult("m", 2, np.array([0.01, -0.02, 0.03]), np.array([0.0, 0.01, 0.01]), 0.0)
+    b = WindowResult("m", 1, np.array([0.0, 0.005]), np.array([0.002, -0.001]), 0.0)
+    expected = metrics.sharpe(np.array([-0.002, 0.006, 0.01, -0.03, 0.02]), Interval.H1)
     assert match_score([a, b], Interval.H1) == pytest.approx(expected)
-    flat = WindowResult("m", 1, np.zeros(5), 0.0)
-    assert match_score([flat], Interval.H1) is None
+    assert match_score([a, b], Interval.H1) == excess_sharpe([b, a], Interval.H1)
+    tracking = WindowResult("m", 1, np.full(5, 0.01), np.full(5, 0.01), 0.0)  # zero tracking variance
+    assert match_score([tracking], Interval.H1) is None
 
 
 def test_the_challenger_must_beat_the_king_and_an_undefined_score_ranks_last() -> None:
@@ -238,16 +254,21 @@ def test_the_challenger_must_beat_the_king_and_an_undefined_score_ranks_last() -
 def test_the_edge_test_needs_a_positive_lower_bound_and_a_win_over_every_baseline() -> None:
     rng = np.random.default_rng(0)
     config = ArenaConfig(n_bootstrap=500)
-    strong = [WindowResult("k", i, rng.normal(0.002, 0.01, 200), 0.4) for i in range(3)]
-    noise = {"b": [WindowResult("b", i, rng.normal(0.0, 0.01, 200), 0.0) for i in range(3)]}
+    index = [rng.normal(0.0, 0.01, 200) for _ in range(3)]
+
+    def results(name: str, mean: float, alpha: float) -> list[WindowResult]:
+        return [WindowResult(name, i, index[i] + rng.normal(mean, 0.01, 200), index[i], alpha) for i in range(3)]
+
+    strong = results("k", 0.002, 0.4)
+    noise = {"b": results("b", 0.0, 0.0)}
     passed = edge_test(strong, noise, interval=Interval.H1, config=config, seed=1)
     assert passed.passed and passed.ci_low > 0 and passed.reasons == ()
 
-    better = {"b": [WindowResult("b", i, rng.normal(0.02, 0.01, 200), 0.0) for i in range(3)]}
+    better = {"b": results("b", 0.02, 0.0)}
     beaten = edge_test(strong, better, interval=Interval.H1, config=config, seed=1)
     assert not beaten.passed and "baseline b" in beaten.reasons[0]
     lenient = ArenaConfig(n_bootstrap=500, require_beat_baselines=False)
     assert edge_test(strong, better, interval=Interval.H1, config=lenient, seed=1).passed
 
-    weak = [WindowResult("k", i, rng.normal(0.0, 0.01, 200), 0.0) for i in range(3)]
+    weak = results("k", 0.0, 0.0)
     assert not edge_test(weak, {}, interval=Interval.H1, config=config, seed=1).passed

@@ -1,0 +1,92 @@
+"""Admission: registered candidates enter the arena, in the order they were registered.
+
+A candidate is a version of the registered model (default ``cappuccino-ppo``) with the tag
+``stage=candidate`` (``registry.models.register_candidate``), or ``stage=arena`` if the
+lifecycle has already recorded it as an arena entrant. Admission registers every such
+version the arena does not know yet as an entrant, in version order (MLflow numbers versions
+in registration order), with its id ``models:/<name>/<version>`` and its ``study`` tag, which
+is how the arena loads it (``expected_study``) and finds its holdout (``study_market``).
+
+Versions that already left an arena (tag ``arena_status`` ``eliminated`` or ``promoted``, set
+by the mirror) are not admitted again. Admission is idempotent: an entrant is registered once,
+and a run that crashed half-way admits the rest next time, in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.tracking import MlflowClient
+
+from cappuccino_core.arena.state import EntrantState
+from cappuccino_core.arena.tournament import Arena
+from cappuccino_core.registry.models import CANDIDATE_STAGE, DEFAULT_MODEL_NAME
+
+logger = logging.getLogger(__name__)
+
+STATUS_TAG = "arena_status"
+"""Model-version tag the mirror sets: ``king``, ``eliminated`` or ``promoted``."""
+LEFT = frozenset({"eliminated", "promoted"})
+ENTRY_STAGES = frozenset({CANDIDATE_STAGE, "arena"})
+"""Values of the version tag ``stage`` that admission accepts (``lifecycle.stages``: arena)."""
+
+
+def version_uri(model_name: str, version: str | int) -> str:
+    """Return the entrant id of a model version: ``models:/<name>/<version>``."""
+    return f"models:/{model_name}/{int(version)}"
+
+
+def parse_version_uri(candidate_id: str) -> tuple[str, str]:
+    """Return ``(model name, version)`` of an entrant id made by ``version_uri``.
+
+    Raises:
+        ValueError: the id is not ``models:/<name>/<version>``.
+    """
+    name, _, version = candidate_id.removeprefix("models:/").rpartition("/")
+    if not candidate_id.startswith("models:/") or not name or "/" in name or not version.isdigit():
+        raise ValueError(f"entrant {candidate_id!r} is not a registered model version (models:/<name>/<version>)")
+    return name, version
+
+
+def candidate_versions(client: MlflowClient, model_name: str = DEFAULT_MODEL_NAME) -> list[ModelVersion]:
+    """Return the versions of ``model_name`` whose ``stage`` tag is an entry stage, in registration order."""
+    if "'" in model_name:
+        raise ValueError(f"model names with single quotes cannot be searched: {model_name!r}")
+    found: list[ModelVersion] = []
+    token = None
+    while True:  # one paged search, filtered here (not every store supports IN on tags)
+        page = client.search_model_versions(f"name = '{model_name}'", max_results=1000, page_token=token)
+        found.extend(v for v in page if v.tags.get("stage") in ENTRY_STAGES)
+        token = page.token
+        if not token:
+            break
+    return sorted(found, key=lambda v: int(v.version))
+
+
+def admit_candidates(arena: Arena, client: MlflowClient, *, model_name: str = DEFAULT_MODEL_NAME) -> list[EntrantState]:
+    """Register every candidate version the arena does not know yet; return the new entrants in order.
+
+    Raises:
+        ValueError: a candidate version has no ``study`` tag (it cannot be loaded or placed).
+    """
+    known = {e.candidate_id for e in arena.status().entrants}
+    admitted: list[EntrantState] = []
+    for version in candidate_versions(client, model_name):
+        candidate_id = version_uri(model_name, version.version)
+        if candidate_id in known:
+            continue
+        if version.tags.get(STATUS_TAG) in LEFT:
+            logger.info("%s already left an arena (%s=%s); not admitted", candidate_id, STATUS_TAG,
+                        version.tags[STATUS_TAG])
+            continue
+        study = version.tags.get("study")
+        if not study:
+            raise ValueError(f"{candidate_id} is tagged stage={version.tags['stage']} but has no study tag")
+        registered_at = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
+        admitted.append(arena.register(candidate_id, registered_at=registered_at, study=study))
+    if admitted:
+        logger.info("arena %s: admitted %d candidate(s): %s", arena.arena_id, len(admitted),
+                    ", ".join(e.candidate_id for e in admitted))
+    return admitted
