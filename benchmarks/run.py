@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("ingest", "env", "ppo", "sb3", "trial", "study")
+SECTIONS = ("ingest", "env", "ppo", "sb3", "trial", "study", "arena")
 
 
 def main() -> None:

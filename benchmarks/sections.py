@@ -242,3 +242,10 @@ def bench_study() -> dict:
         "trial_overhead_fraction": round(overhead / train_per_trial, 4),
         "study_1000_projected_hours": round(1000 * (wall_per_trial + orchestration) / 3600, 2),
     }
+
+
+def bench_arena() -> dict:
+    """The tournament over 1,000 candidates x 20 windows (see benchmarks/arena_bench.py)."""
+    from benchmarks.arena_bench import bench_arena as run
+
+    return run()
