@@ -82,8 +82,10 @@ def test_a_killed_workers_trial_is_failed_retried_and_completed_by_the_next_work
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_until(lambda: study_status(place.url, place.name).trials_by_state["RUNNING"] == 1,
-                   30, "a RUNNING trial", crashing)
+        # Running *and* past its suggestion: killed before it, the trial would have no params to retry.
+        wait_until(lambda: any(t.state == TrialState.RUNNING and t.params
+                               for t in optuna.load_study(study_name=place.name, storage=place.url).trials),
+                   30, "a RUNNING trial with its params", crashing)
     finally:
         os.kill(crashing.pid, signal.SIGKILL)
         crashing.communicate(timeout=30)
