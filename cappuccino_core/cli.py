@@ -361,10 +361,11 @@ def run(
     source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
     path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
 ) -> None:
-    """Run the pipeline on the configured market (today: ingest and data status)."""
+    """Run the pipeline on the configured market (today: ingest and data status; the later stages run as their own commands)."""
     _settings(source=source, files_path=path)
     _run_ingest(IngestParams(source=source, files_path=None if path is None else str(path)))
-    console.print("[yellow]note:[/yellow] search, training, arena and trading stages are not built yet; the pipeline stops after ingest.")
+    console.print("[yellow]note:[/yellow] the one-flow pipeline is not built yet, so `run` stops after ingest. The stages run "
+                  "one by one: `cappuccino search timeframe`, `cappuccino train`, `cappuccino arena run`, `cappuccino sandbox status`.")
 
 
 def _run_ingest(params: "IngestParams") -> None:
