@@ -356,6 +356,97 @@ def sandbox_status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Pri
     console.print(table)
 
 
+def _who() -> str:
+    import getpass
+
+    return f"cli:{getpass.getuser()}"
+
+
+@app.command("status")
+def status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """One board of the whole pipeline: data, study, arena, sandbox, production, live and its capital, transitions, alerts."""
+    from cappuccino_core.lifecycle.board import status_board
+
+    board = status_board(_settings())
+    if as_json:
+        sys.stdout.write(json.dumps(board, indent=2, default=str) + "\n")
+        return
+    _print_board(board)
+
+
+def _print_board(board: dict) -> None:
+    console.print(f"[bold]Cappuccino status[/bold] at {board['generated_at']}")
+    halt = board["halt"]
+    if halt["halted"]:
+        console.print(f"[red bold]TRADING HALTED[/red bold] since {halt['since']} by {halt['who']}: {halt['reason']} "
+                      "(`cappuccino resume` lifts it)")
+    for title, doc in (("data", board["data"]), ("training study", board["study"]["training"]),
+                       ("timeframe search", board["study"]["timeframe"]), ("arena", board["arena"]),
+                       ("production (paper)", board["production"]), ("live", board["live"])):
+        table = Table(title=title, show_header=False)
+        table.add_column("field")
+        table.add_column("value")
+        for key, value in doc.items():
+            table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+        console.print(table)
+    runs = Table(title="sandbox")
+    for col in ("trader", "model", "stage", "state", "bars", "return", "alpha", "sharpe", "errors"):
+        runs.add_column(col)
+    for r in board["sandbox"]:
+        runs.add_row(r["trader_id"], r["model"], str(r["stage"]), r["state"], str(r["traded_bars"]),
+                     _num(r["return"]), _num(r["alpha"]), _num(r["sharpe"]), str(r["errors"]))
+    console.print(runs if board["sandbox"] else "sandbox: no runs")
+    moves = Table(title="recent transitions")
+    for col in ("at", "model", "move", "who", "why"):
+        moves.add_column(col)
+    for t in board["transitions"]:
+        moves.add_row(t["at"], t["model_id"], f"{t['from'] or '(new)'} → {t['to']}", t["who"], t["why"])
+    console.print(moves if board["transitions"] else "no transitions yet")
+    alerts = Table(title="recent alerts")
+    for col in ("at", "level", "source", "message"):
+        alerts.add_column(col)
+    for a in board["alerts"]:
+        alerts.add_row(a["at"], a["level"], a["source"], a["message"])
+    console.print(alerts if board["alerts"] else "no alerts")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+@app.command("kill")
+def kill_cmd(
+    flatten: Annotated[bool, typer.Option("--flatten/--no-flatten", help="Close every position (default), or only cancel open orders.")] = True,
+    reason: Annotated[str, typer.Option(help="Why (recorded with the halt).")] = "cappuccino kill",
+) -> None:
+    """Halt every trader now, cancel open orders and close positions; stays halted until `cappuccino resume`."""
+    from cappuccino_core.lifecycle.control import kill_trading
+    from cappuccino_core.lifecycle.kill_switch import KillIncomplete
+    from cappuccino_core.lifecycle.site import LifecycleSite
+
+    site = LifecycleSite.from_settings(_settings())
+    try:
+        report = kill_trading(site, who=_who(), reason=reason, flatten=flatten)
+    except KillIncomplete as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"[red bold]trading halted[/red bold] ({'positions closed' if flatten else 'positions kept'}); "
+                  "`cappuccino resume` lifts the halt")
+    for broker in report.brokers:
+        console.print(f"{broker.broker}: {len(broker.canceled)} order(s) canceled, "
+                      f"{len(broker.closing_orders)} closing order(s) placed")
+
+
+@app.command("resume")
+def resume_cmd(reason: Annotated[str, typer.Option(help="Why (recorded with the resume).")] = "cappuccino resume") -> None:
+    """Lift the halt set by `cappuccino kill` (or by the monitor's emergency): traders step again from the next bar."""
+    from cappuccino_core.lifecycle.control import resume_trading
+    from cappuccino_core.lifecycle.site import LifecycleSite
+
+    state = resume_trading(LifecycleSite.from_settings(_settings()), who=_who(), reason=reason)
+    console.print("trading resumed" if not state.halted else "[red]still halted[/red]")
+
+
 @app.command("run")
 def run(
     source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -103,6 +103,39 @@ class Settings(BaseSettings):
     candidates: int = Field(10, ge=1, le=100, description="Best trials retrained and registered as arena candidates.")
     model_name: str = Field("cappuccino-ppo", min_length=1, description="Registered model of the candidates.")
     seed: int = Field(0, ge=0, description="Base seed of studies (sampler and training seeds).")
+    # --- lifecycle (issue 7): sandbox -> production (paper) -> live -------------------------------
+    sandbox_days: float = Field(2.0, gt=0, le=30, description="Days a sandbox run paper-trades before it meets the production model.")
+    production_cash: float = Field(
+        10_000.0, gt=0, description="Starting cash of the production model's SimBroker account (used when no Alpaca paper keys are set)."
+    )
+    alpaca_paper_url: str | None = Field(None, description="Override of Alpaca's paper trading base URL (tests point it at a local server).")
+    live_enabled: bool = Field(
+        False, description="Allow trading real money. Live trading also needs live_api_key, live_secret_key and live_capital."
+    )
+    live_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("CAPPUCCINO_LIVE_API_KEY", "live_api_key"),
+        description="Alpaca LIVE key id (env CAPPUCCINO_LIVE_API_KEY). The APCA_* keys are never used for live trading.",
+    )
+    live_secret_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("CAPPUCCINO_LIVE_SECRET_KEY", "live_secret_key"),
+        description="Alpaca LIVE secret key (env CAPPUCCINO_LIVE_SECRET_KEY).",
+    )
+    alpaca_live_url: str | None = Field(None, description="Override of Alpaca's live trading base URL (tests point it at a local server).")
+    live_capital: float | None = Field(None, gt=0, description="Live capital at full size, in quote currency (unset: live trading waits).")
+    ramp_fractions: Annotated[tuple[float, ...], NoDecode] = Field(
+        (0.25, 0.5, 1.0), description="Shares of live_capital traded on each ramp step, comma-separated, increasing, ending at 1."
+    )
+    ramp_profitable_days: int = Field(3, ge=1, description="Profitable live days on a ramp step before the next step.")
+    auto_approve: bool = Field(False, description="Approve green-lit models for live automatically (default: a person approves in Prefect).")
+    approval_timeout_hours: float = Field(24.0, gt=0, le=24 * 30, description="How long the live gate waits for a person's approval.")
+    demote_flatten: bool = Field(True, description="Close every live position when a live model is demoted.")
+    catastrophic_loss: float = Field(0.15, gt=0, le=1, description="Health alert (and live emergency) at this loss from a trader's start.")
+    max_step_errors: int = Field(3, ge=1, description="Health alert at this many failed trader steps in 24 hours.")
+    notify_urls: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), description="Apprise notification URLs for alerts (Discord, Slack, mailto, json://...), separated by whitespace."
+    )
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -135,6 +168,34 @@ class Settings(BaseSettings):
             raise ValueError(f"need at least one lookback, each >= 2, got {list(value)}")
         return value
 
+    @field_validator("ramp_fractions", mode="before")
+    @classmethod
+    def _split_fractions(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("ramp_fractions")
+    @classmethod
+    def _check_fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        increasing = all(b > a for a, b in zip(value, value[1:], strict=False))
+        if not value or not increasing or value[0] <= 0 or value[-1] != 1.0:
+            raise ValueError(f"ramp fractions must be positive, increasing and end at 1.0, got {list(value)}")
+        return value
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> Any:
+        # Whitespace, not commas: an Apprise mailto URL may list several recipients with commas.
+        return value.split() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _live_keys_come_in_pairs(self) -> Settings:
+        if (self.live_api_key is None) != (self.live_secret_key is None):
+            raise ValueError("live_api_key and live_secret_key must be set together (CAPPUCCINO_LIVE_API_KEY, "
+                             "CAPPUCCINO_LIVE_SECRET_KEY)")
+        return self
+
     @field_validator("base_interval", mode="before")
     @classmethod
     def _parse_interval(cls, value: Any) -> Any:
@@ -165,6 +226,16 @@ class Settings(BaseSettings):
     def has_alpaca_keys(self) -> bool:
         """True when both Alpaca key and secret are set."""
         return self.alpaca_api_key is not None and self.alpaca_secret_key is not None
+
+    @property
+    def has_live_keys(self) -> bool:
+        """True when both Alpaca LIVE keys are set (the paper/data keys never count)."""
+        return self.live_api_key is not None and self.live_secret_key is not None
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret value that is set (keys, notification URLs): what alerts scrub out."""
+        keys = (self.alpaca_api_key, self.alpaca_secret_key, self.live_api_key, self.live_secret_key, *self.notify_urls)
+        return tuple(k.get_secret_value() for k in keys if k is not None and k.get_secret_value())
 
     def staleness_limit(self, interval: Interval) -> timedelta:
         """How old the last bar of ``interval`` may be before the symbol counts as stale."""

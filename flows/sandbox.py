@@ -13,11 +13,8 @@ from typing import Any
 from prefect import flow, unmapped
 from pydantic import BaseModel, Field
 
-from cappuccino_core.clock import SystemClock, ensure_utc
+from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import Settings, load_settings
-from cappuccino_core.data.store import BarStore
-from cappuccino_core.db import default_database_url, make_engine
-from cappuccino_core.trading.bars_provider import StoreBarProvider
 from cappuccino_core.trading.clock import WallBarClock
 from cappuccino_core.trading.sandbox import Sandbox
 from tasks.trading import step_sandbox_trader
@@ -47,11 +44,10 @@ class SandboxStepError(RuntimeError):
 
 
 def open_sandbox(settings: Settings) -> Sandbox:
-    """The sandbox of these settings: the project database and the local bar store."""
-    engine = make_engine(default_database_url(settings.home))
-    bars = StoreBarProvider(BarStore(settings.bars_dir), settings.symbols, settings.base_interval,
-                            max_gap_bars=settings.max_gap_bars)
-    return Sandbox(engine, bars, clock=SystemClock())
+    """The sandbox of these settings: project database, bar store, registry loader and the kill switch."""
+    from cappuccino_core.lifecycle.site import LifecycleSite
+
+    return LifecycleSite.from_settings(settings).sandbox()
 
 
 @flow(name="sandbox")

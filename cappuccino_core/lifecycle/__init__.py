@@ -11,6 +11,18 @@
 * ``kill_switch`` — the durable halt flag and ``kill``.
 * ``alerts`` — scrubbed alerts to the log, the database and notification URLs.
 
+The orchestration glue (imported by the flows, not re-exported here):
+
+* ``site`` — the database, bars, model loader, MLflow store and brokers of one home; ``live_readiness``.
+* ``records`` — track records from trade journals; replays on the same marks.
+* ``sandbox_entry`` / ``promotion`` — arena → sandbox; sandbox → production (the head-to-head).
+* ``production`` / ``live_account`` — the production (paper) and live traders; ramped live capital.
+* ``live`` — green light, approval and the move to live.
+* ``live_monitor`` — live limits and drift, demotion; paper drift alerts.
+* ``health`` / ``notify`` — the health checks; alerts once per quiet period.
+* ``control`` — ``kill`` and ``resume`` over every account.
+* ``board`` — the status board of the whole pipeline.
+
 Importing this package declares its tables on ``db.Base`` (so ``db.create_schema`` creates them).
 """
 

@@ -1,0 +1,175 @@
+"""The production and live traders: the production model on paper, the live model on real money, bar by bar.
+
+* **Production** (paper): the model holding the production role trades the site's paper
+  account (``LifecycleSite.paper_broker``: Alpaca paper with keys, else its own SimBroker
+  account) as trader ``prod-<hash of the model id>``. A SimBroker account is given each bar
+  (fills at the open, marks at the close) before the step, exactly as the sandbox does.
+* **Live**: the model holding the live role trades the live Alpaca account as trader
+  ``live-<hash>``, only while ``live_readiness`` allows it, and only its ramp capital
+  (``live_account``): the completed days since it went live set the ramp step.
+
+Both trade under the owner's default risk layers (``RiskConfig()``), like the sandbox, and
+check the kill switch before each step (a halted bar is journaled ``skipped_halted``). A
+model that holds both roles trades both accounts side by side (that is what the live versus
+paper comparison needs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from cappuccino_core.clock import ensure_utc
+from cappuccino_core.db import session_factory
+from cappuccino_core.lifecycle.alerts import AlertLevel
+from cappuccino_core.lifecycle.live_account import (
+    Allocation,
+    ReservedBroker,
+    allocate,
+    allocations,
+    injections,
+    went_live_at,
+)
+from cappuccino_core.lifecycle.notify import alert_once
+from cappuccino_core.lifecycle.ramp import RampConfig, RampState, ramp_state
+from cappuccino_core.lifecycle.records import journal_record
+from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
+from cappuccino_core.lifecycle.stages import Role
+from cappuccino_core.lifecycle.track_record import TrackRecord
+from cappuccino_core.trading.bars_provider import MissingBarsError, bar_time_ns
+from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
+from cappuccino_core.trading.trader import StepOutcome, Trader
+
+
+def trader_id_for(prefix: str, model_id: str) -> str:
+    """Return a stable trader id for a model in a role (``prod-…`` or ``live-…``, at most 64 characters)."""
+    return f"{prefix}-" + hashlib.sha256(model_id.encode()).hexdigest()[:16]
+
+
+def production_trader_id(model_id: str) -> str:
+    """The trader id of ``model_id`` as the production model."""
+    return trader_id_for("prod", model_id)
+
+
+def live_trader_id(model_id: str) -> str:
+    """The trader id of ``model_id`` as the live model."""
+    return trader_id_for("live", model_id)
+
+
+def production_trader(site: LifecycleSite, model_id: str) -> Trader:
+    """Return the production model's trader on the paper account."""
+    model = site.load_model(model_id).with_risk(RiskConfig())
+    model = replace(model, env_config=replace(model.env_config, initial_cash=site.settings.production_cash))
+    trader_id = production_trader_id(model_id)
+    broker = site.paper_broker(trader_id, model.costs)
+    return Trader(trader_id, model, broker, site.bars, site.journal, halted=site.switch.is_halted, clock=site.clock)
+
+
+def step_production(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
+    """Step the production model on ``bar_time`` (``None`` when there is no production model)."""
+    model_id = site.store.holder(Role.PRODUCTION)
+    if model_id is None:
+        return None
+    trader = production_trader(site, model_id)
+    if isinstance(trader.broker, SimBroker):
+        feed_sim_bar(site, trader.broker, bar_time)
+    return _outcome("production", model_id, site.paper_mode, trader.step(bar_time))
+
+
+def live_record(site: LifecycleSite, model_id: str) -> tuple[TrackRecord | None, datetime | None]:
+    """Return the live model's record since it last went live (capital steps removed), and when that was.
+
+    The record starts at the first bar traded live since then (its first allocation's bar: the
+    bar a trader acts on opened before the moment the model went live), so a model demoted and
+    promoted again starts a new record and a new ramp.
+    """
+    since = went_live_at(site.store, model_id)
+    if since is None:
+        return None, None
+    trader_id = live_trader_id(model_id)
+    allocated = allocations(site.engine, trader_id, since)
+    if not allocated:
+        return None, since
+    return journal_record(site.journal.entries(trader_id), site.settings.base_interval,
+                          since=allocated[0].effective_bar, injections=injections(allocated)), since
+
+
+def live_ramp(site: LifecycleSite, record: TrackRecord | None) -> RampState:
+    """Return the ramp step reached by the live record's completed days.
+
+    Raises:
+        ValueError: ``live_capital`` is not set.
+    """
+    capital = site.settings.live_capital
+    if capital is None:
+        raise ValueError("live_capital is not set (CAPPUCCINO_LIVE_CAPITAL)")
+    config = RampConfig(capital, site.settings.ramp_fractions, site.settings.ramp_profitable_days)
+    days = [] if record is None else [r for day, r in record.daily_returns() if record.day_is_complete(day)]
+    return ramp_state(days, config)
+
+
+def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
+    """Step the live model on ``bar_time`` with its ramp capital (``None`` when no model is live).
+
+    When live trading is no longer allowed (disabled, keys or capital removed) the live model
+    does not trade: a critical alert says why and the step reports ``not_allowed``.
+    """
+    model_id = site.store.holder(Role.LIVE)
+    if model_id is None:
+        return None
+    readiness = live_readiness(site.settings)
+    if not readiness.ready:
+        message = f"live model {model_id} is not trading: {readiness.message}"
+        alert_once(site, AlertLevel.CRITICAL, "live", message, at=site.now())
+        return {"role": "live", "model_id": model_id, "status": "not_allowed", "message": message}
+    record, since = live_record(site, model_id)
+    assert since is not None  # a live model went live
+    broker = site.live_broker()
+    trader_id = live_trader_id(model_id)
+    allocation: Allocation = allocate(site.engine, trader_id=trader_id, model_id=model_id, went_live=since,
+                                      ramp=live_ramp(site, record), account=broker.account(),
+                                      bar_time=bar_time, at=site.now())
+    model = site.load_model(model_id).with_risk(RiskConfig())
+    trader = Trader(trader_id, model, ReservedBroker(broker, allocation.reserve), site.bars, site.journal,
+                    halted=site.switch.is_halted, clock=site.clock)
+    report = _outcome("live", model_id, "alpaca-live", trader.step(bar_time))
+    report["allocation"] = allocation.to_dict()
+    return report
+
+
+def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime) -> None:
+    """Give a SimBroker account the bar once: fill pending orders at its open, mark at its close.
+
+    A bar the account has seen, or one not available for every symbol, is left out (the
+    trader then records the missing bar; pending orders wait for the next one).
+    """
+    bar_time = ensure_utc(bar_time)
+    with session_factory(site.engine)() as session:
+        account = session.get(SimAccountRow, broker.account_id)
+        seen = None if account is None else account.last_bar_time
+    if seen is not None and bar_time <= seen:
+        return
+    try:
+        panel = site.bars.panel_until(bar_time)
+    except MissingBarsError:
+        return
+    row = panel.num_bars - 1
+    if int(panel.timestamps[row]) != bar_time_ns(bar_time):
+        return
+    opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]), strict=True)}
+    closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]), strict=True)}
+    broker.on_bar(bar_time, opens, closes)
+
+
+def _outcome(role: str, model_id: str, account: str, outcome: StepOutcome) -> dict[str, Any]:
+    entry = outcome.entry
+    return {"role": role, "model_id": model_id, "trader_id": outcome.trader_id, "account": account,
+            "bar_time": outcome.bar_time.isoformat(), "status": str(outcome.status),
+            "orders": 0 if entry is None else len(entry.orders),
+            "equity": None if entry is None else entry.equity,
+            "errors": [] if entry is None else list(entry.errors)}

@@ -1,0 +1,43 @@
+"""The ``health`` flow, every 5 minutes: missed bars, catastrophic losses, repeated errors, stale data.
+
+Each finding is an alert (log, database, notification URLs; never a secret), raised once an
+hour while it lasts (``cappuccino_core.lifecycle.health``). The run itself succeeds when it
+could check: its findings are in its report and in the alerts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from cappuccino_core.clock import ensure_utc
+from cappuccino_core.config import load_settings
+from tasks import lifecycle as lifecycle_tasks
+
+
+class HealthParams(BaseModel):
+    """What a run may set."""
+
+    at: datetime | None = Field(None, description="Check as of this time (UTC); default now.")
+    grace_bars: int = Field(1, ge=0, description="Bars a trader may lag behind the latest closed bar.")
+
+
+class HealthReport(BaseModel):
+    """What the health check found."""
+
+    at: datetime
+    expected_bar: datetime
+    watched: list[dict[str, Any]]
+    findings: list[dict[str, Any]]
+
+
+@flow(name="health")
+def health(params: HealthParams = HealthParams()) -> HealthReport:
+    """Run every health check and alert on each finding."""
+    site = lifecycle_tasks.open_site(load_settings())
+    at = ensure_utc(params.at) if params.at is not None else site.now()
+    found = lifecycle_tasks.check_trading_health(site, at, params.grace_bars)
+    return HealthReport(**found)
