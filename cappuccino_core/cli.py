@@ -222,8 +222,10 @@ def _with_progress(settings: Settings, name: str, cap: int, run_flow):
             while not done.wait(1.0):
                 try:
                     s = study_status(loc.storage_url, name)
-                except StudyNotFound:
+                except StudyNotFound:  # the flow has not created it yet: say so on the bar
+                    bar.update(task, description=f"{name} (preparing)")
                     continue
+                bar.update(task, description=name)
                 finished = sum(v for k, v in s.trials_by_state.items() if k in ("COMPLETE", "PRUNED", "FAIL"))
                 best = "-" if s.best_value is None else f"{s.best_value:.3f}"
                 bar.update(task, completed=finished, total=s.cap or cap, best=best)

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from cappuccino_core.arena.state import EntrantState
 from cappuccino_core.arena.tournament import Arena
-from cappuccino_core.registry.models import CANDIDATE_STAGE, DEFAULT_MODEL_NAME
+from cappuccino_core.registry.models import CANDIDATE_STAGE, DEFAULT_MODEL_NAME, parse_version_uri, version_uri  # noqa: F401 (re-exported)
 
 logger = logging.getLogger(__name__)
 
@@ -31,23 +31,6 @@ STATUS_TAG = "arena_status"
 LEFT = frozenset({"eliminated", "promoted"})
 ENTRY_STAGES = frozenset({CANDIDATE_STAGE, "arena"})
 """Values of the version tag ``stage`` that admission accepts (``lifecycle.stages``: arena)."""
-
-
-def version_uri(model_name: str, version: str | int) -> str:
-    """Return the entrant id of a model version: ``models:/<name>/<version>``."""
-    return f"models:/{model_name}/{int(version)}"
-
-
-def parse_version_uri(candidate_id: str) -> tuple[str, str]:
-    """Return ``(model name, version)`` of an entrant id made by ``version_uri``.
-
-    Raises:
-        ValueError: the id is not ``models:/<name>/<version>``.
-    """
-    name, _, version = candidate_id.removeprefix("models:/").rpartition("/")
-    if not candidate_id.startswith("models:/") or not name or "/" in name or not version.isdigit():
-        raise ValueError(f"entrant {candidate_id!r} is not a registered model version (models:/<name>/<version>)")
-    return name, version
 
 
 def candidate_versions(client: MlflowClient, model_name: str = DEFAULT_MODEL_NAME) -> list[ModelVersion]:

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.store import LifecycleStore
-from cappuccino_core.registry.models import set_alias, set_version_tag
+from cappuccino_core.registry.models import parse_version_uri, set_alias, set_version_tag, version_uri
 
 logger = logging.getLogger(__name__)
 
@@ -31,21 +31,9 @@ GREEN_LIGHT_TAG = "green_light"
 ALIASES: Mapping[Role, str] = {Role.PRODUCTION: "production", Role.LIVE: "live"}
 
 
-def model_id_for(model_name: str, version: str | int) -> str:
-    """Return the lifecycle id of a registered model version: ``models:/<name>/<version>``."""
-    return f"models:/{model_name}/{int(version)}"
-
-
-def parse_model_id(model_id: str) -> tuple[str, str]:
-    """Return ``(registered model name, version)`` of a lifecycle id.
-
-    Raises:
-        ValueError: the id is not ``models:/<name>/<version>``.
-    """
-    name, _, version = model_id.removeprefix("models:/").rpartition("/")
-    if not model_id.startswith("models:/") or not name or "/" in name or not version.isdigit():
-        raise ValueError(f"{model_id!r} is not a registered model version (models:/<name>/<version>)")
-    return name, version
+# The lifecycle names a model by its registry version id (one definition, in the registry).
+model_id_for = version_uri
+parse_model_id = parse_version_uri
 
 
 @dataclass(frozen=True)

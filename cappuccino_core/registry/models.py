@@ -14,6 +14,23 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 DEFAULT_MODEL_NAME = "cappuccino-ppo"
+
+
+def version_uri(model_name: str, version: str | int) -> str:
+    """Return the id of a registered model version everywhere (arena, lifecycle): ``models:/<name>/<version>``."""
+    return f"models:/{model_name}/{int(version)}"
+
+
+def parse_version_uri(uri: str) -> tuple[str, str]:
+    """Return ``(model name, version)`` of an id made by ``version_uri``.
+
+    Raises:
+        ValueError: the id is not ``models:/<name>/<version>``.
+    """
+    name, _, version = uri.removeprefix("models:/").rpartition("/")
+    if not uri.startswith("models:/") or not name or "/" in name or not version.isdigit():
+        raise ValueError(f"{uri!r} is not a registered model version (models:/<name>/<version>)")
+    return name, version
 CANDIDATE_STAGE = "candidate"
 PROVENANCE_TAGS = ("study", "trial", "feature_spec_version", "data_hash", "stage")
 

@@ -254,11 +254,10 @@ def timeframe_choice(loc: StudyLocation, name: str) -> TimeframeChoice:
 
 def latest_timeframe_study(loc: StudyLocation) -> str:
     """The most recently started timeframe study with a recorded choice."""
-    found = [(s.datetime_start or datetime.min, s.study_name) for s in optuna.get_all_study_summaries(loc.storage_url)
-             if s.user_attrs.get("kind") == str(StudyKind.TIMEFRAME) and CHOICE_ATTR in s.user_attrs]
-    if not found:
-        raise StudyError(f"no finished timeframe search in {loc.storage_url}: run `cappuccino search timeframe` first")
-    return max(found)[1]
+    try:
+        return latest_study(loc, str(StudyKind.TIMEFRAME), with_attr=CHOICE_ATTR)
+    except StudyError:
+        raise StudyError(f"no finished timeframe search in {loc.storage_url}: run `cappuccino search timeframe` first") from None
 
 
 def _wall_seconds(study: optuna.Study) -> float | None:
@@ -270,13 +269,13 @@ def _wall_seconds(study: optuna.Study) -> float | None:
 
 
 
-def latest_study(loc: StudyLocation, kind: str) -> str:
-    """The most recently started study of ``kind`` ("timeframe" or "training")."""
+def latest_study(loc: StudyLocation, kind: str, *, with_attr: str | None = None) -> str:
+    """The most recently started study of ``kind`` ("timeframe" or "training"), optionally holding ``with_attr``."""
     path = sqlite_path(loc.storage_url)
     if path is not None and not path.exists():
         raise StudyError(f"no studies yet ({loc.storage_url} does not exist)")
     found = [(s.datetime_start or datetime.min, s.study_name) for s in optuna.get_all_study_summaries(loc.storage_url)
-             if s.user_attrs.get("kind") == kind]
+             if s.user_attrs.get("kind") == kind and (with_attr is None or with_attr in s.user_attrs)]
     if not found:
         raise StudyError(f"no {kind} study in {loc.storage_url}")
     return max(found)[1]
