@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -64,12 +64,12 @@ class Settings(BaseSettings):
     files_path: Path | None = Field(None, description="Directory of {BASE}-{QUOTE}_{interval}.parquet|csv files (source=files).")
     alpaca_api_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("APCA_API_KEY_ID", "CAPPUCCINO_ALPACA_API_KEY", "alpaca_api_key"),
+        validation_alias=AliasChoices("APCA_API_KEY_ID", "CAPPUCCINO_ALPACA_API_KEY"),
         description="Alpaca key id (env APCA_API_KEY_ID).",
     )
     alpaca_secret_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("APCA_API_SECRET_KEY", "CAPPUCCINO_ALPACA_SECRET_KEY", "alpaca_secret_key"),
+        validation_alias=AliasChoices("APCA_API_SECRET_KEY", "CAPPUCCINO_ALPACA_SECRET_KEY"),
         description="Alpaca secret key (env APCA_API_SECRET_KEY).",
     )
     alpaca_data_url: str | None = Field(None, description="Override of Alpaca's market-data base URL (tests point it at a local server).")
@@ -97,6 +97,7 @@ class Settings(BaseSettings):
     train_steps: int = Field(150_000, ge=1, description="Training env steps per fold in the training study.")
     train_folds: int = Field(3, ge=1, le=10, description="Walk-forward validation folds per trial.")
     train_envs: int = Field(256, ge=1, description="Parallel training episodes of a trial.")
+    prune_trials: bool = Field(True, description="Median pruning of trials whose validation falls behind (both studies).")
     early_stop_patience: int = Field(50, ge=1, description="Stop a study when the best value has not improved for this many completed trials.")
     early_stop_min_delta: float = Field(0.01, ge=0, description="The least improvement of the best value that counts.")
     early_stop_min_trials: int = Field(20, ge=1, description="Never stop early before this many completed trials.")
@@ -114,12 +115,12 @@ class Settings(BaseSettings):
     )
     live_api_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("CAPPUCCINO_LIVE_API_KEY", "live_api_key"),
+        validation_alias=AliasChoices("CAPPUCCINO_LIVE_API_KEY"),
         description="Alpaca LIVE key id (env CAPPUCCINO_LIVE_API_KEY). The APCA_* keys are never used for live trading.",
     )
     live_secret_key: SecretStr | None = Field(
         None,
-        validation_alias=AliasChoices("CAPPUCCINO_LIVE_SECRET_KEY", "live_secret_key"),
+        validation_alias=AliasChoices("CAPPUCCINO_LIVE_SECRET_KEY"),
         description="Alpaca LIVE secret key (env CAPPUCCINO_LIVE_SECRET_KEY).",
     )
     alpaca_live_url: str | None = Field(None, description="Override of Alpaca's live trading base URL (tests point it at a local server).")
@@ -277,3 +278,35 @@ def load_settings(**overrides: Any) -> Settings:
             var = "CAPPUCCINO_" + field.upper() if field in Settings.model_fields else field
             problems.append(f"{field} ({var}): {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+
+# Research knobs a single flow run may set (the pipeline's budget, a demo market); never secrets,
+# never the home or the live-trading switches, which come only from the configuration.
+OVERRIDABLE: tuple[str, ...] = (
+    "source", "files_path", "history_days", "synthetic_seed", "synthetic_plant_strength", "holdout_weeks",
+    "replay_weeks", "search_intervals", "search_lookbacks", "timeframe_trials", "timeframe_steps", "train_trials",
+    "train_steps", "train_folds", "train_envs", "prune_trials", "early_stop_patience", "early_stop_min_delta",
+    "early_stop_min_trials", "candidates", "sandbox_days", "seed",
+)
+
+
+class _OverridesBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def values(self) -> dict[str, Any]:
+        """Return the fields that are set (``None`` keeps the configured value)."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+RunOverrides = create_model(
+    "RunOverrides",
+    __base__=_OverridesBase,
+    __doc__="Settings one flow run overrides; unset fields keep the configured value (a flow parameter).",
+    **{name: (Settings.model_fields[name].annotation | None,
+              Field(None, description=Settings.model_fields[name].description)) for name in OVERRIDABLE},
+)
+
+
+def settings_for(overrides: BaseModel | None = None) -> Settings:
+    """Return the configured settings with a run's overrides applied (see ``RunOverrides``)."""
+    return load_settings(**({} if overrides is None else overrides.values()))

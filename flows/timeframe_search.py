@@ -8,7 +8,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock
-from cappuccino_core.config import load_settings
+from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.search import runner
 from tasks.search import data_gate, finish_study, prepare_study, run_trials
@@ -20,6 +20,7 @@ class TimeframeParams(BaseModel):
     study: str | None = Field(None, description="Study name (default timeframe-YYYYMMDD); an existing study resumes.")
     as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
     allow_stale: bool = Field(False, description="Let stale (never broken) data pass; recorded.")
+    overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
 
 
 class TimeframeReport(BaseModel):
@@ -32,7 +33,7 @@ class TimeframeReport(BaseModel):
 @flow(name="timeframe-search")
 def timeframe_search(params: TimeframeParams = TimeframeParams()) -> TimeframeReport:
     """Run Phase 2 and return its choice (interval, lookback, score, alternatives)."""
-    settings = load_settings()
+    settings = settings_for(params.overrides)
     gate = data_gate(settings, params.as_of, params.allow_stale)
     loc = runner.StudyLocation.from_settings(settings)
     name = params.study or f"timeframe-{SystemClock().now():%Y%m%d}"

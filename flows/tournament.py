@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.service import DEFAULT_ARENA
-from cappuccino_core.config import load_settings
+from cappuccino_core.config import RunOverrides, settings_for
 from tasks.arena import admit_candidates, arena_report, mirror_matches, play_matches
 
 
@@ -27,6 +27,7 @@ class TournamentParams(BaseModel):
     windows_per_match: int = Field(20, ge=1, description="Evaluation windows both players trade in a match.")
     window_bars: int | None = Field(None, ge=2, description="Bars per window (default: the longest that fit each holdout).")
     seed: int = Field(0, ge=0, description="Arena seed: match n draws its windows from a seed derived from (seed, n).")
+    overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
 
     def config(self) -> ArenaConfig:
         return ArenaConfig(promotion_streak=self.promotion_streak, windows_per_match=self.windows_per_match,
@@ -44,7 +45,7 @@ class TournamentReport(BaseModel):
 @flow(name="tournament")
 def tournament(params: TournamentParams = TournamentParams()) -> TournamentReport:
     """Admit the registry's new candidates, repair the mirror, play all pending matches, report."""
-    settings = load_settings()
+    settings = settings_for(params.overrides)
     config = params.config()
     admitted = admit_candidates(settings, params.arena, config)
     repaired = mirror_matches(settings, params.arena, config)

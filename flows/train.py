@@ -8,7 +8,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock
-from cappuccino_core.config import load_settings
+from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.search import runner
 from flows.timeframe_search import TimeframeParams, timeframe_search
 from tasks.search import data_gate, finish_study, prepare_study, register_candidates, run_trials
@@ -21,6 +21,7 @@ class TrainParams(BaseModel):
     timeframe_study: str | None = Field(None, description="Phase 2 study to take interval and lookback from (default: latest).")
     as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
     allow_stale: bool = Field(False, description="Let stale (never broken) data pass; recorded.")
+    overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
 
 
 class TrainReport(BaseModel):
@@ -33,7 +34,7 @@ class TrainReport(BaseModel):
 @flow(name="train")
 def train(params: TrainParams = TrainParams()) -> TrainReport:
     """Gate the data, run the training study on Phase 2's timeframe, summarise, register the best."""
-    settings = load_settings()
+    settings = settings_for(params.overrides)
     gate = data_gate(settings, params.as_of, params.allow_stale)
     loc = runner.StudyLocation.from_settings(settings)
     timeframe_name = params.timeframe_study or runner.latest_timeframe_study(loc)
@@ -51,10 +52,13 @@ class RetrainParams(BaseModel):
     timeframe_trials: int | None = Field(None, ge=1, le=100)
     trials: int | None = Field(None, ge=1, le=1000)
     workers: int = Field(1, ge=1, le=64)
+    overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
 
 
 @flow(name="retrain")
 def retrain(params: RetrainParams = RetrainParams()) -> TrainReport:
     """Weekly: a fresh timeframe search, then a training study on its choice."""
-    found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers))
-    return train(TrainParams(trials=params.trials, workers=params.workers, timeframe_study=found.study))
+    found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers,
+                                             overrides=params.overrides))
+    return train(TrainParams(trials=params.trials, workers=params.workers, timeframe_study=found.study,
+                             overrides=params.overrides))

@@ -64,3 +64,25 @@ def test_alpaca_keys_come_from_the_sdk_variables_and_are_never_shown(monkeypatch
     shown = repr(settings) + str(settings) + str(settings.redacted())
     assert "AKTESTKEY123" not in shown and "s3cr3t-value" not in shown
     assert settings.redacted()["alpaca_secret_key"] == "set"
+
+
+def test_unprefixed_key_variables_left_by_other_tools_are_never_read_as_keys(monkeypatch) -> None:
+    for var in ("ALPACA_API_KEY", "ALPACA_SECRET_KEY", "LIVE_API_KEY", "LIVE_SECRET_KEY"):
+        monkeypatch.setenv(var, "stray-value")
+    settings = load_settings()
+    assert settings.alpaca_api_key is None and settings.alpaca_secret_key is None
+    assert settings.live_api_key is None and settings.live_secret_key is None
+
+
+def test_a_run_overrides_research_knobs_but_never_secrets_home_or_live_switches(monkeypatch) -> None:
+    from cappuccino_core.config import OVERRIDABLE, RunOverrides, settings_for
+
+    monkeypatch.setenv("CAPPUCCINO_TRAIN_STEPS", "5000")
+    settings = settings_for(RunOverrides(history_days=90, search_lookbacks=[10, 20], prune_trials=False))
+    assert (settings.history_days, settings.search_lookbacks, settings.prune_trials) == (90, (10, 20), False)
+    assert settings.train_steps == 5000  # not overridden: the configured value stays
+    forbidden = {"home", "alpaca_api_key", "alpaca_secret_key", "live_enabled", "live_api_key", "live_secret_key",
+                 "live_capital", "auto_approve", "notify_urls"}
+    assert not forbidden & set(OVERRIDABLE)
+    with pytest.raises(ValueError):
+        RunOverrides(live_enabled=True)

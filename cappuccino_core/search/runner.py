@@ -28,7 +28,7 @@ from cappuccino_core.search.market import PanelCache, plan_store_split, study_pa
 from cappuccino_core.search.objective import StudyObjective, StudyTracker
 from cappuccino_core.search.protocol import ProtocolConfig
 from cappuccino_core.search.record import reconcile_runs
-from cappuccino_core.search.spec import EarlyStopConfig, StudyKind, StudySpec
+from cappuccino_core.search.spec import EarlyStopConfig, PrunerConfig, StudyKind, StudySpec
 from cappuccino_core.search.summary import StudySummary, summarise
 from cappuccino_core.search.timeframe import TimeframeChoice, choose_timeframe
 from cappuccino_core.study.early_stop import DiminishingReturns
@@ -80,6 +80,7 @@ def timeframe_spec(settings: Settings, store: BarStore, name: str, *, trials: in
         lookbacks=tuple(settings.search_lookbacks), protocol=ProtocolConfig(n_folds=settings.train_folds),
         ppo=_budget(settings.timeframe_steps, settings.train_envs), env=EnvConfig(num_envs=settings.train_envs),
         max_gap_bars=settings.max_gap_bars, early_stop=_early_stop(settings), model_name=settings.model_name,
+        pruner=PrunerConfig(enabled=settings.prune_trials),
     )
 
 
@@ -90,6 +91,7 @@ def training_spec(settings: Settings, choice: TimeframeChoice, timeframe: StudyS
         intervals=(choice.interval,), lookbacks=(choice.lookback,), ppo=_budget(settings.train_steps, settings.train_envs),
         data_hashes={k: v for k, v in timeframe.data_hashes.items() if k == str(choice.interval)},
         top_k=settings.candidates, timeframe_study=choice.study, prior_trials=choice.trials,
+        pruner=PrunerConfig(enabled=settings.prune_trials),
     )
 
 
