@@ -4,7 +4,8 @@
     python -m benchmarks.run --only ingest   # one section
 
 Each section prints one JSON object of named figures; the runner merges them into
-``benchmarks/results.json`` (keys of sections not run are kept from the previous file).
+``benchmarks/results.json`` (keys of sections not run are kept from the previous file), then
+regenerates the generated tables of README.md (``python -m benchmarks.readme``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchmarks.readme import README, update_readme
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
 SECTIONS = ("ingest", "env", "ppo", "sb3", "trial", "study", "arena")
@@ -49,6 +52,7 @@ def main() -> None:
     tmp.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
     tmp.replace(RESULTS)
     print(f"wrote {RESULTS}")
+    print(f"{'updated' if update_readme(README, RESULTS) else 'unchanged'}: generated tables of {README}")
 
 
 if __name__ == "__main__":
