@@ -33,7 +33,7 @@ bench: install
 	$(PY) -m benchmarks.run
 
 ui: install
-	bash mlflow/ui.sh
+	bash scripts/ui.sh
 
 clean:
 	rm -rf $(VENV) .cappuccino .pytest_cache

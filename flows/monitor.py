@@ -1,6 +1,7 @@
 """Every bar: ``production-trading`` steps the production and live traders, ``monitor`` watches them.
 
-* ``production-trading`` (each bar, after the ingest): the production model trades the paper
+* ``production-trading`` (each bar): after refreshing the latest bars in the local store
+  (``tasks.bars``; the daily ``ingest`` does the full window), the production model trades the paper
   account (Alpaca paper with keys, else its SimBroker account) and the live model, while live
   trading is allowed, trades its ramp capital on the live account. Both steps are
   idempotent; each is retried on I/O failures only. A failed step does not stop the other.
@@ -21,12 +22,15 @@ from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
+from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
 
 
 class TradingParams(BaseModel):
     """What a run may set."""
 
     bar_time: datetime | None = Field(None, description="Open time of the bar to trade (UTC); default the latest closed bar.")
+    refresh_bars: bool = Field(True, description="Fetch and store the latest bars from the source before stepping.")
+    refresh_count: int = Field(REFRESH_BARS, ge=1, le=1000, description="Bars of the base interval to refresh, ending with bar_time.")
 
 
 class TradingReport(BaseModel):
@@ -36,6 +40,7 @@ class TradingReport(BaseModel):
     production: dict[str, Any] | None
     live: dict[str, Any] | None
     failed: dict[str, str]
+    refresh: BarRefresh | None = Field(None, description="The bars refreshed before stepping (None: not asked).")
 
 
 class TradingStepError(RuntimeError):
@@ -48,14 +53,17 @@ class TradingStepError(RuntimeError):
 
 @flow(name="production-trading")
 def production_trading(params: TradingParams = TradingParams()) -> TradingReport:
-    """Step the production trader and the live trader on the bar.
+    """Refresh the latest bars, then step the production trader and the live trader on the bar.
 
     Raises:
-        TradingStepError: a step failed; the report is attached (the other step ran).
+        TradingStepError: a step or a symbol's refresh failed; the report is attached (both
+            steps ran: a trader whose bar is missing skips it as stale).
     """
     site = lifecycle_tasks.open_site(load_settings())
     interval = site.settings.base_interval
     bar_time = ensure_utc(params.bar_time) if params.bar_time else latest_closed_bar(site.now(), interval)
+    refresh = (refresh_latest_bars(site.settings, bar_time, site.now(), params.refresh_count)
+               if params.refresh_bars else None)
     results: dict[str, dict[str, Any] | None] = {}
     failed: dict[str, str] = {}
     for role, step in (("production", lifecycle_tasks.step_production_trader),
@@ -66,7 +74,10 @@ def production_trading(params: TradingParams = TradingParams()) -> TradingReport
         else:
             results[role] = None
             failed[role] = str(state.result(raise_on_failure=False))
-    report = TradingReport(bar_time=bar_time, production=results["production"], live=results["live"], failed=failed)
+    if refresh is not None:
+        failed.update({f"refresh {symbol}": error for symbol, error in refresh.failed.items()})
+    report = TradingReport(bar_time=bar_time, production=results["production"], live=results["live"], failed=failed,
+                           refresh=refresh)
     if failed:
         raise TradingStepError(report)
     return report

@@ -1,8 +1,10 @@
 """The ``sandbox`` flow: step every active sandbox run once on the latest closed bar.
 
-Scheduled at the bar interval (after the ingest has stored the bar). Each run's step is one
-task; a task that failed on I/O is retried by Prefect and resumes idempotently (journal rows
-and client order ids make a repeated step a no-op), so re-running the flow for a bar is safe.
+Scheduled at the bar interval. It first refreshes the last few bars in the local store (the
+daily ``ingest`` does the full window and the quality check): one fetch task per symbol,
+retried on I/O, an upsert that leaves stored bars alone. Each run's step is one task; a task
+that failed on I/O is retried by Prefect and resumes idempotently (journal rows and client
+order ids make a repeated step a no-op), so re-running the flow for a bar is safe.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 from prefect import flow, unmapped
 from pydantic import BaseModel, Field
 
-from cappuccino_core.clock import ensure_utc
+from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import Settings, load_settings
 from cappuccino_core.trading.clock import WallBarClock
 from cappuccino_core.trading.sandbox import Sandbox
+from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
 from tasks.trading import step_sandbox_trader
 
 
@@ -24,6 +27,8 @@ class SandboxParams(BaseModel):
     """What a run may override."""
 
     bar_time: datetime | None = Field(None, description="Open time of the bar to step (UTC); default the latest closed bar.")
+    refresh_bars: bool = Field(True, description="Fetch and store the latest bars from the source before stepping.")
+    refresh_count: int = Field(REFRESH_BARS, ge=1, le=1000, description="Bars of the base interval to refresh, ending with bar_time.")
 
 
 class SandboxStepReport(BaseModel):
@@ -33,6 +38,7 @@ class SandboxStepReport(BaseModel):
     ended: list[str]
     steps: list[dict[str, Any]]
     failed: dict[str, str]
+    refresh: BarRefresh | None = Field(None, description="The bars refreshed before stepping (None: not asked).")
 
 
 class SandboxStepError(RuntimeError):
@@ -52,13 +58,16 @@ def open_sandbox(settings: Settings) -> Sandbox:
 
 @flow(name="sandbox")
 def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
-    """End the runs whose period is over, then step every active run on the bar.
+    """Refresh the latest bars, end the runs whose period is over, then step every active run on the bar.
 
     Raises:
-        SandboxStepError: a run's step failed; the report is attached (other runs were stepped).
+        SandboxStepError: a run's step or a symbol's refresh failed; the report is attached
+            (every run was stepped: a run whose bar is missing skips it as stale).
     """
     settings = load_settings()
     bar_time = ensure_utc(params.bar_time) if params.bar_time else WallBarClock(settings.base_interval).latest()
+    refresh = (refresh_latest_bars(settings, bar_time, SystemClock().now(), params.refresh_count)
+               if params.refresh_bars else None)
     box = open_sandbox(settings)
     ended = box.end_due(bar_time)
     ids = [run.trader_id for run in box.active(bar_time)]
@@ -70,7 +79,9 @@ def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
             steps.append(future.result())
         else:
             failed[trader_id] = str(future.state.result(raise_on_failure=False))
-    report = SandboxStepReport(bar_time=bar_time, ended=ended, steps=steps, failed=failed)
+    if refresh is not None:
+        failed.update({f"refresh {symbol}": error for symbol, error in refresh.failed.items()})
+    report = SandboxStepReport(bar_time=bar_time, ended=ended, steps=steps, failed=failed, refresh=refresh)
     if failed:
         raise SandboxStepError(report)
     return report

@@ -239,7 +239,7 @@ def test_the_monitor_flow_demotes_a_live_model_that_breaks_a_limit(prefect_harne
         step_production(scene.site, scene.at(row))
         step_live(scene.site, scene.at(row))
     fake_live.trading.configure(prices=dict(zip(scene.panel.symbols, scene.panel.close[27].tolist())))
-    traded = production_trading(params=TradingParams(bar_time=scene.at(27)))  # row 27: buys a high again
+    traded = production_trading(params=TradingParams(bar_time=scene.at(27), refresh_bars=False))  # row 27: buys a high again
     assert traded.live is not None and traded.live["status"] == "traded" and traded.failed == {}
     assert fake_live.trading.holdings
 

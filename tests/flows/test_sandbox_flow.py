@@ -12,6 +12,7 @@ from cappuccino_core.agents.checkpoint import ModelCard, library_versions, save_
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.networks import ActorCritic
 from cappuccino_core.config import load_settings
+from cappuccino_core.data.ingest import make_source
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
@@ -21,7 +22,9 @@ from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.features.panel_builder import build_panel
 from cappuccino_core.trading.broker import BrokerUnavailable
 from cappuccino_core.trading.sandbox_report import sandbox_status
-from flows.sandbox import SandboxParams, open_sandbox, sandbox
+from flows.monitor import TradingParams, production_trading
+from flows.sandbox import SandboxParams, SandboxStepError, open_sandbox, sandbox
+from tasks.bars import recent_window
 from tasks.trading import is_transient
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD")
@@ -65,18 +68,18 @@ def test_the_flow_steps_each_active_run_once_per_bar_and_a_rerun_changes_nothing
     run = box.start(checkpoint, start=first)
     box.start(checkpoint, trader_id="short", start=first, period=timedelta(hours=2))
 
-    report = sandbox(params=SandboxParams(bar_time=first))
+    report = sandbox(params=SandboxParams(bar_time=first, refresh_bars=False))
     assert sorted(s["trader_id"] for s in report.steps) == sorted([run.trader_id, "short"])
     assert {s["status"] for s in report.steps} == {"traded"} and report.failed == {}
     ordered = {s["trader_id"]: s["orders"] for s in report.steps}
     assert ordered[run.trader_id] > 0
 
-    again = sandbox(params=SandboxParams(bar_time=first))
+    again = sandbox(params=SandboxParams(bar_time=first, refresh_bars=False))
     assert {s["status"] for s in again.steps} == {"skipped_duplicate"}
-    sandbox(params=SandboxParams(bar_time=first + timedelta(hours=1)))
-    stepped = sandbox(params=SandboxParams(bar_time=last))
+    sandbox(params=SandboxParams(bar_time=first + timedelta(hours=1), refresh_bars=False))
+    stepped = sandbox(params=SandboxParams(bar_time=last, refresh_bars=False))
     assert stepped.ended == ["short"] and [s["trader_id"] for s in stepped.steps] == [run.trader_id]
-    beyond = sandbox(params=SandboxParams(bar_time=last + timedelta(hours=1)))  # not ingested yet
+    beyond = sandbox(params=SandboxParams(bar_time=last + timedelta(hours=1), refresh_bars=False))  # not ingested yet
     assert [s["status"] for s in beyond.steps] == ["skipped_stale"]
 
     status = {r["trader_id"]: r for r in sandbox_status(box.engine)["runs"]}
@@ -92,3 +95,72 @@ def test_only_io_failures_are_retried() -> None:
     assert is_transient(ConnectionResetError())
     assert not is_transient(ValueError("the bars do not fit the model"))
     assert not is_transient(KeyError("no sandbox run"))
+
+
+REFRESH_AT = datetime(2024, 3, 5, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def stale_store(cappuccino_env, monkeypatch):
+    """The settings' own synthetic market stored up to three bars before ``REFRESH_AT``."""
+    monkeypatch.setenv("CAPPUCCINO_SYMBOLS", ",".join(SYMBOLS))
+    settings = load_settings()
+    store = BarStore(settings.bars_dir)
+    source = make_source(settings)
+    for symbol in SYMBOLS:
+        store.write(symbol, Interval.H1, source.fetch(symbol, Interval.H1, REFRESH_AT - timedelta(days=2),
+                                                      REFRESH_AT - timedelta(hours=2)), source=source.name)
+    return settings, store
+
+
+def last_stored(store: BarStore, symbol: str) -> datetime:
+    return store.read(symbol, Interval.H1)["timestamp"].max()
+
+
+@pytest.mark.parametrize("run_flow", [
+    lambda refresh: sandbox(params=SandboxParams(bar_time=REFRESH_AT, refresh_bars=refresh)),
+    lambda refresh: production_trading(params=TradingParams(bar_time=REFRESH_AT, refresh_bars=refresh)),
+], ids=["sandbox", "production-trading"])
+def test_each_trading_flow_first_stores_the_latest_bars_and_a_repeat_changes_nothing(
+        prefect_harness, stale_store, run_flow) -> None:
+    settings, store = stale_store
+    skipped = run_flow(False)
+    assert skipped.refresh is None and last_stored(store, "BTC/USD") == REFRESH_AT - timedelta(hours=3)
+
+    report = run_flow(True)
+
+    assert report.refresh.window_start == REFRESH_AT - timedelta(hours=5)
+    assert report.refresh.window_end == REFRESH_AT + timedelta(hours=1)
+    assert report.refresh.added == dict.fromkeys(SYMBOLS, 3) and report.refresh.failed == {}
+    assert {last_stored(store, s) for s in SYMBOLS} == {REFRESH_AT}
+    hashes = {e.symbol: e.content_hash for e in store.entries()}
+    again = run_flow(True)
+    assert again.refresh.added == dict.fromkeys(SYMBOLS, 0)
+    assert {e.symbol: e.content_hash for e in store.entries()} == hashes
+
+
+def test_a_refreshed_bar_that_differs_from_the_stored_one_fails_the_run_after_stepping(
+        prefect_harness, stale_store) -> None:
+    settings, store = stale_store
+    bar = make_source(settings).fetch("ETH/USD", Interval.H1, REFRESH_AT - timedelta(hours=2),
+                                      REFRESH_AT - timedelta(hours=1))
+    store.write("ETH/USD", Interval.H1, bar.with_columns(bar["volume"] * 2), source="elsewhere")
+
+    with pytest.raises(SandboxStepError) as caught:
+        sandbox(params=SandboxParams(bar_time=REFRESH_AT))
+
+    report = caught.value.report
+    assert list(report.failed) == ["refresh ETH/USD"] and "differs from the stored bar" in report.failed["refresh ETH/USD"]
+    assert report.refresh.added == {"BTC/USD": 3, "LTC/USD": 3}
+    assert last_stored(store, "ETH/USD") == REFRESH_AT - timedelta(hours=2)  # nothing of ETH/USD written
+
+
+def test_the_refresh_window_ends_with_the_bar_and_never_asks_for_a_bar_still_forming() -> None:
+    window = recent_window(REFRESH_AT, Interval.H1, 6, now=REFRESH_AT + timedelta(hours=1, minutes=3))
+    assert (window.start, window.end) == (REFRESH_AT - timedelta(hours=5), REFRESH_AT + timedelta(hours=1))
+    early = recent_window(REFRESH_AT, Interval.H1, 6, now=REFRESH_AT + timedelta(minutes=59))
+    assert early.end == REFRESH_AT  # the bar opened at REFRESH_AT has not closed yet
+    future = recent_window(REFRESH_AT, Interval.H1, 2, now=REFRESH_AT - timedelta(hours=3))
+    assert future.start == future.end
+    with pytest.raises(ValueError, match="at least one bar"):
+        recent_window(REFRESH_AT, Interval.H1, 0, now=REFRESH_AT)
