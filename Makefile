@@ -1,5 +1,5 @@
 # Cappuccino: two commands set everything up on a fresh machine.
-#   make run   - create the virtualenv, install, run the pipeline on the embedded synthetic market
+#   make run   - create the virtualenv, install, run the whole pipeline on the embedded synthetic market (demo budget)
 #   make test  - create the virtualenv, install, run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(VENV)/bin/cappuccino run
+	$(VENV)/bin/cappuccino run --demo
 
 test: install
 	$(PY) -m pytest

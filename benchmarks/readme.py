@@ -93,6 +93,8 @@ FIGURES: dict[str, Figure] = {
     # machine and end-to-end run
     "machine_cpus": Figure("CPUs", "CPUs of the machine the figures were measured on."),
     "make_run_seconds": Figure("s", "End-to-end `make run` on the synthetic market, excluding the virtualenv install."),
+    "make_run_promoted": Figure("models", "Models of the demo's training study the arena promoted (20 consecutive wins and the edge test)."),
+    "make_run_green_light": Figure("status", "The demo's green-light status for its paper-production model at the end of the replay."),
 }
 """Exact figure keys of ``benchmarks/results.json``; an exact key wins over a prefix rule."""
 

@@ -249,3 +249,31 @@ def bench_arena() -> dict:
     from benchmarks.arena_bench import bench_arena as run
 
     return run()
+
+
+def bench_make_run() -> dict:
+    """`make run`'s pipeline (``cappuccino run --demo``) in a fresh home, end to end and per stage.
+
+    Run as its own process, as `make run` runs it (the virtualenv is already installed): the
+    figure includes Python start-up, the imports and Prefect's temporary server.
+    """
+    import json
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory(prefix="bench-make-run-") as tmp:
+        env = {**os.environ, "CAPPUCCINO_HOME": str(Path(tmp) / "home"), "CAPPUCCINO_CONFIG": str(Path(tmp) / "absent.toml")}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        env.pop("CAPPUCCINO_STUDY_STORAGE", None)
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "cappuccino_core.cli", "run", "--demo", "--json"],
+                              capture_output=True, text=True, env=env)
+        seconds = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"cappuccino run --demo exited {proc.returncode}: {proc.stderr[-2000:]}")
+        report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    out = {"make_run_seconds": round(seconds, 1)}
+    out.update({f"stage_seconds_{stage}": round(value, 1) for stage, value in report["stage_seconds"].items()})
+    out["make_run_promoted"] = len(report["arena"]["promoted_here"])
+    out["make_run_green_light"] = report["green_light"]["status"]
+    return out

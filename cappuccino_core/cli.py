@@ -453,12 +453,47 @@ def resume_cmd(reason: Annotated[str, typer.Option(help="Why (recorded with the 
 def run(
     source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
     path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
+    trials: Annotated[Optional[int], typer.Option(help="Hard cap on training trials (default CAPPUCCINO_TRAIN_TRIALS).")] = None,
+    timeframe_trials: Annotated[Optional[int], typer.Option(help="Timeframe-search trials (default CAPPUCCINO_TIMEFRAME_TRIALS).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Worker processes per study (default 1; 2 with --demo).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (default pipeline-YYYYMMDD); the same name resumes.")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="The small demo budget on the synthetic market (make run).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
-    """Run the pipeline on the configured market (today: ingest and data status; the later stages run as their own commands)."""
-    _settings(source=source, files_path=path)
-    _run_ingest(IngestParams(source=source, files_path=None if path is None else str(path)))
-    console.print("[yellow]note:[/yellow] the one-flow pipeline is not built yet, so `run` stops after ingest. The stages run "
-                  "one by one: `cappuccino search timeframe`, `cappuccino train`, `cappuccino arena run`, `cappuccino sandbox status`.")
+    """Run the whole pipeline: ingest, gate, timeframe search, training, tournament, sandbox, promotion, green light."""
+    from flows.pipeline import PipelineParams, PipelineStageError, pipeline
+
+    from cappuccino_core.config import RunOverrides
+    from cappuccino_core.pipeline.demo import DEMO_OVERRIDES, DEMO_WORKERS
+
+    overrides = RunOverrides(**DEMO_OVERRIDES) if demo else RunOverrides()
+    try:
+        params = PipelineParams(name=name, source=source, files_path=None if path is None else str(path), trials=trials,
+                                timeframe_trials=timeframe_trials, workers=workers or (DEMO_WORKERS if demo else 1),
+                                overrides=overrides)
+        settings = load_settings(**params.run_overrides().values())
+    except (SettingsError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    (err_console if as_json else console).print(f"pipeline on the {settings.source} market, home {Path(settings.home).resolve()}"
+                  + (" (demo budget)" if demo else ""))
+    try:
+        report = pipeline(params=params)
+    except PipelineStageError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print("earlier stages' results are kept; run the same command again to resume.")
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(report.model_dump(mode="json"), indent=2, default=str) + "\n")
+    else:
+        _print_pipeline(report.model_dump(mode="json"))
+
+
+def _print_pipeline(doc: dict) -> None:
+    from cappuccino_core.pipeline.summary import summary_lines
+
+    for line in summary_lines(doc):
+        console.print(line, highlight=False)
 
 
 def _run_ingest(params: "IngestParams") -> None:

@@ -9,7 +9,7 @@ from prefect import flow, unmapped
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock, ensure_utc
-from cappuccino_core.config import DataSourceKind, load_settings
+from cappuccino_core.config import DataSourceKind, RunOverrides, load_settings
 from cappuccino_core.data.ingest import IngestWindow, freshness_policy, ingest_window, make_source
 from cappuccino_core.data.store import BarStore
 from tasks.data import assess_data, fetch_and_store
@@ -26,13 +26,14 @@ class IngestParams(BaseModel):
     end: datetime | None = Field(None, description="End of the range (exclusive); default now.")
     as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
     allow_stale: bool = Field(False, description="Let stale (never broken) data pass the gate; recorded.")
+    overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (history, market).")
 
     def settings_overrides(self) -> dict[str, Any]:
-        """Return the settings this run overrides."""
+        """Return the settings this run overrides (the explicit fields above win over ``overrides``)."""
         out: dict[str, Any] = {"source": self.source, "files_path": self.files_path, "base_interval": self.interval}
         if self.symbols:
             out["symbols"] = tuple(self.symbols)
-        return {k: v for k, v in out.items() if v is not None}
+        return {**self.overrides.values(), **{k: v for k, v in out.items() if v is not None}}
 
 
 class SymbolIngest(BaseModel):

@@ -1,0 +1,104 @@
+"""The pipeline's offline lifecycle: a training study's replay period, its sandbox results and baselines.
+
+``open_study_replay`` opens the replay of the bars after a training study's arena holdout (the
+study's own hash-checked panel, so features match training exactly). ``run_results`` reads
+each sandbox or production trader's journal through the one metrics module and sets the
+baselines beside it: the default rule-based baselines backtested on the same bars, with the
+same costs and cash, as the arena does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from cappuccino_core.arena.market import baseline_env
+from cappuccino_core.config import Settings
+from cappuccino_core.data.store import BarStore
+from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.env.normalization import FeatureNormalizer
+from cappuccino_core.evaluation.backtest import backtest
+from cappuccino_core.evaluation.baselines import default_baselines
+from cappuccino_core.evaluation.metrics import compute_performance
+from cappuccino_core.features.panel import MarketPanel
+from cappuccino_core.lifecycle.replay import ReplayPlan, plan_replay
+from cappuccino_core.search import runner
+from cappuccino_core.search.market import study_panel
+from cappuccino_core.trading.bars_provider import bar_time_ns
+from cappuccino_core.trading.journal import TradeJournal
+from cappuccino_core.trading.sandbox_report import equity_curve
+
+
+def open_study_replay(settings: Settings, study: str) -> ReplayPlan:
+    """Open the replay of training study ``study``'s replay period at its interval.
+
+    Raises:
+        ValueError: the study's split has no replay period (``replay_weeks`` was 0 when it was made).
+        DataMismatchError: the stored bars no longer hash as the study's.
+    """
+    loc = runner.StudyLocation.from_settings(settings)
+    spec = runner.require_spec(loc, study)
+    if not spec.split.has_replay:
+        raise ValueError(f"study {study!r} has no replay period (it was prepared with replay_weeks=0)")
+    panel = study_panel(BarStore(settings.bars_dir), spec, spec.intervals[0])
+    return plan_replay(settings, panel, spec.split.holdout_end, spec.split.replay_end)
+
+
+def trader_curve(journal: TradeJournal, trader_id: str) -> dict[str, Any]:
+    """One trader's traded bars and equity relative to its first traded bar (1.0)."""
+    bars, equity, _ = equity_curve(journal.entries(trader_id))
+    rel = equity / equity[0] if equity.size else equity
+    return {"bar_times": [b.isoformat() for b in bars], "equity": rel.tolist()}
+
+
+def run_results(plan: ReplayPlan, trader_id: str, model_id: str) -> dict[str, Any]:
+    """A trader's record on its bars (return, alpha, Sharpe, drawdown) beside each baseline's on the same bars.
+
+    Raises:
+        ValueError: the trader traded fewer than two bars (there is no return to compare).
+    """
+    site = plan.site
+    bars, equity, index = equity_curve(site.journal.entries(trader_id))
+    if len(bars) < 2:
+        raise ValueError(f"{trader_id} traded {len(bars)} bar(s): nothing to compare with the baselines")
+    interval = site.settings.base_interval
+    returns = equity[1:] / equity[:-1] - 1.0
+    bench = index[1:] / index[:-1] - 1.0
+    own = compute_performance(returns, bench, interval)
+    model = site.load_model(model_id)
+    baselines = baseline_results(plan.panel, model.env_config, model.costs, bars[0], len(bars) - 1)
+    return {
+        "trader_id": trader_id, "model_id": model_id, "start": bars[0].isoformat(),
+        "end": (bars[-1] + interval.timedelta).isoformat(), "bars": len(bars),
+        "metrics": _figures(own.to_dict()), "curve": {"bar_times": [b.isoformat() for b in bars],
+                                                      "equity": (equity / equity[0]).tolist()},
+        "baselines": baselines,
+        "beats_every_baseline": all(own.total_return is not None and b["metrics"]["total_return"] is not None
+                                    and own.total_return > b["metrics"]["total_return"] for b in baselines),
+    }
+
+
+def baseline_results(panel: MarketPanel, env_config: EnvConfig, costs: ExecutionCosts, first_bar: datetime,
+                     steps: int) -> list[dict[str, Any]]:
+    """Backtest every default baseline from ``first_bar`` for ``steps`` bars with the model's costs and cash."""
+    rows = np.flatnonzero(panel.timestamps == bar_time_ns(first_bar))
+    if rows.size != 1:
+        raise ValueError(f"bar {first_bar.isoformat()} is not in the replay panel")
+    config = baseline_env(env_config)
+    identity = FeatureNormalizer.identity(panel.num_assets, panel.features.shape[2])
+    out = []
+    for policy in default_baselines(costs, panel.symbols):
+        report = backtest(policy, panel, identity, config, start_row=int(rows[0]), bars=steps)
+        out.append({"name": policy.name, "metrics": _figures(report.metrics.to_dict()),
+                    "curve": {"bar_times": [datetime.fromtimestamp(int(t) / 1e9, tz=first_bar.tzinfo).isoformat()
+                                            for t in report.timestamps],
+                              "equity": (report.equity / report.equity[0]).tolist()}})
+    return out
+
+
+def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    keep = ("bars", "total_return", "sharpe", "max_drawdown", "alpha", "benchmark_total_return", "trade_count")
+    return {k: metrics.get(k) for k in keep}

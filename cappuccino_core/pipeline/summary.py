@@ -1,0 +1,67 @@
+"""The pipeline's summary as text lines (what ``cappuccino run`` prints), from its report dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    """Return the summary: timeframe, trials, scores, arena, sandbox against baselines, green light, times."""
+    total = sum(doc["stage_seconds"].values())
+    data, choice = doc["data"], doc["timeframe"]["choice"]
+    training, arena = doc["training"]["summary"], doc["arena"]
+    split = data["split"]
+    lines = [
+        f"== Cappuccino pipeline {doc['name']} ({doc['mode']}) in {total:.0f} s ==",
+        f"data: {data['source']} bars {data['window_start'][:16]} .. {data['window_end'][:16]}; "
+        f"search until {split['search_end'][:10]}, arena holdout until {split['holdout_end'][:10]}, "
+        f"replay until {split['replay_end'][:10]}",
+        f"timeframe: {choice['interval']} x lookback {choice['lookback']} (best mean score {_num(choice.get('score'))}; "
+        f"{choice.get('trials')} trials in study {doc['timeframe']['study']})",
+        f"training: study {doc['training']['study']}: trials " + ", ".join(
+            f"{k.lower()} {v}" for k, v in training["trials_by_state"].items() if v)
+        + f"; best validation score {_num(training['best_value'])} (trial {training['best_trial']})",
+        f"overfitting: PBO {_num(training['pbo']) if training['pbo'] is not None else 'n/a (' + str(training['pbo_reason']) + ')'}; "
+        f"DSR {_num(training['dsr'])} over {training['dsr_tests']} trials tried",
+        f"candidates: {len(doc['training']['candidates'])} registered",
+        f"arena: king {arena.get('king')} with streak {arena.get('streak')}; {arena.get('matches_played')} matches, "
+        f"{arena.get('promoted')} promoted in all; promoted from this study: {', '.join(arena.get('promoted_here') or []) or 'none'}",
+    ]
+    sandbox = doc["sandbox"] or {}
+    for label, result in [("sandbox", r) for r in sandbox.get("sandbox_results") or []] + (
+            [("paper production", sandbox["production_results"])] if sandbox.get("production_results") else []):
+        lines.append(f"{label}: {result['model_id']} over {result['bars']} bars from {result['start'][:16]}: "
+                     + _perf(result["metrics"]))
+        for base in result["baselines"]:
+            lines.append(f"    baseline {base['name']}: " + _perf(base["metrics"]))
+    for decision in sandbox.get("decisions") or []:
+        lines.append(f"promotion at {decision['at'][:16]}: promoted {decision['promoted'] or 'none'}, "
+                     f"retired {decision['retired'] or 'none'}; production {decision['production']}")
+    if "production" in sandbox:
+        lines.append(f"production model: {sandbox['production'] or 'none'}")
+    green = doc["green_light"] or {}
+    lines.append(f"green light: {green.get('status')}: {green.get('message')}")
+    for rule in (green.get("decision") or {}).get("rules", []):
+        mark = "pass" if rule["passed"] else "FAIL"
+        lines.append(f"    {rule['name']}: {_num(rule['value'])} {rule['comparison']} {_num(rule['threshold'])} -> {mark}")
+    report = doc.get("report") or {}
+    if report:
+        lines.append(f"report: {report.get('html')} (MLflow experiment {report.get('mlflow_experiment')}, "
+                     f"run {report.get('mlflow_run_id')})")
+    lines.append("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in doc["stage_seconds"].items()))
+    return lines
+
+
+def _perf(metrics: dict[str, Any]) -> str:
+    return (f"return {_pct(metrics.get('total_return'))}, alpha {_pct(metrics.get('alpha'))}, "
+            f"Sharpe {_num(metrics.get('sharpe'))}, max drawdown {_pct(metrics.get('max_drawdown'))}")
+
+
+def _num(value: Any) -> str:
+    if value is None:
+        return "undefined"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _pct(value: Any) -> str:
+    return "undefined" if value is None else f"{100 * value:+.2f}%"

@@ -1,0 +1,50 @@
+"""Thin Prefect tasks of the pipeline's last stages: the offline sandbox replay, the green light, the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from cappuccino_core.config import Settings
+from cappuccino_core.lifecycle.production import production_trader_id
+from cappuccino_core.lifecycle.replay import replay_green_light, replay_lifecycle
+from cappuccino_core.pipeline.offline import open_study_replay, run_results
+from cappuccino_core.pipeline.report import write_report
+from cappuccino_core.registry.models import version_uri, versions_of_study
+from cappuccino_core.tracking.store import client, ensure_store, tracking_uri
+
+
+@task(cache_policy=NONE)
+def study_promotions(settings: Settings, study: str, promoted: list[str]) -> list[str]:
+    """The arena's promoted models that were trained by ``study`` (other studies' models trade other bars)."""
+    uri = tracking_uri(settings.home)
+    ensure_store(uri)
+    ours = {version_uri(v.name, v.version) for v in versions_of_study(client(uri), study, settings.model_name)}
+    return [m for m in promoted if m in ours]
+
+
+@task(cache_policy=NONE)
+def replay_sandbox(settings: Settings, study: str, promoted: list[str]) -> dict[str, Any]:
+    """Replay sandbox → promotion → paper production over the study's replay period; each trader's results."""
+    plan = open_study_replay(settings, study)
+    report = replay_lifecycle(plan, promoted, sandbox_days=settings.sandbox_days)
+    sandbox = [run_results(plan, run.trader_id, run.model_ref) for run in plan.site.sandbox().runs()
+               if run.model_ref in promoted]
+    production = None
+    if report.production is not None:
+        production = run_results(plan, production_trader_id(report.production), report.production)
+    return {**report.to_dict(), "sandbox_results": sandbox, "production_results": production}
+
+
+@task(cache_policy=NONE)
+def judge_replay_green_light(settings: Settings, study: str) -> dict[str, Any]:
+    """The green light on the replay's production model at the end of the replay period."""
+    return replay_green_light(open_study_replay(settings, study))
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=5)
+def record_report(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write the HTML/PNG report and the summary, and log them to MLflow (experiment ``pipeline``)."""
+    return write_report(settings, summary)
