@@ -14,6 +14,7 @@ from cappuccino_core.pipeline.offline import open_study_replay, run_results
 from cappuccino_core.pipeline.report import write_report
 from cappuccino_core.registry.models import version_uri, versions_of_study
 from cappuccino_core.tracking.store import client, ensure_store, tracking_uri
+from tasks.retry import retry_on
 
 
 @task(cache_policy=NONE)
@@ -44,7 +45,7 @@ def judge_replay_green_light(settings: Settings, study: str) -> dict[str, Any]:
     return replay_green_light(open_study_replay(settings, study))
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=5)
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on(OSError, ConnectionError, TimeoutError))
 def record_report(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     """Write the HTML/PNG report and the summary, and log them to MLflow (experiment ``pipeline``)."""
     return write_report(settings, summary)

@@ -40,6 +40,7 @@ from cappuccino_core.lifecycle.site import LifecycleSite, model_loader
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.tracking.store import tracking_uri
 from cappuccino_core.trading.bars_provider import PanelBarProvider
+from cappuccino_core.trading.clock import ReplayBarClock
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def replay_bar_times(panel: MarketPanel, start: datetime, end: datetime) -> list
     from cappuccino_core.search.split import rows_between
 
     rows = rows_between(panel, ensure_utc(start), ensure_utc(end))
-    return [datetime.fromtimestamp(int(ns) / 1e9, tz=start.tzinfo) for ns in rows.timestamps]
+    return list(ReplayBarClock.from_timestamps_ns(rows.timestamps, panel.interval))
 
 
 def replay_lifecycle(plan: ReplayPlan, promoted: Sequence[str], *, sandbox_days: float) -> ReplayReport:

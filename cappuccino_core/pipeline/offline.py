@@ -28,7 +28,7 @@ from cappuccino_core.lifecycle.replay import ReplayPlan, plan_replay
 from cappuccino_core.search import runner
 from cappuccino_core.search.market import study_panel
 from cappuccino_core.trading.bars_provider import bar_time_ns
-from cappuccino_core.trading.journal import TradeJournal
+from cappuccino_core.trading.clock import ReplayBarClock
 from cappuccino_core.trading.sandbox_report import equity_curve
 
 
@@ -45,13 +45,6 @@ def open_study_replay(settings: Settings, study: str) -> ReplayPlan:
         raise ValueError(f"study {study!r} has no replay period (it was prepared with replay_weeks=0)")
     panel = study_panel(BarStore(settings.bars_dir), spec, spec.intervals[0])
     return plan_replay(settings, panel, spec.split.holdout_end, spec.split.replay_end)
-
-
-def trader_curve(journal: TradeJournal, trader_id: str) -> dict[str, Any]:
-    """One trader's traded bars and equity relative to its first traded bar (1.0)."""
-    bars, equity, _ = equity_curve(journal.entries(trader_id))
-    rel = equity / equity[0] if equity.size else equity
-    return {"bar_times": [b.isoformat() for b in bars], "equity": rel.tolist()}
 
 
 def run_results(plan: ReplayPlan, trader_id: str, model_id: str) -> dict[str, Any]:
@@ -93,8 +86,8 @@ def baseline_results(panel: MarketPanel, env_config: EnvConfig, costs: Execution
     for policy in default_baselines(costs, panel.symbols):
         report = backtest(policy, panel, identity, config, start_row=int(rows[0]), bars=steps)
         out.append({"name": policy.name, "metrics": _figures(report.metrics.to_dict()),
-                    "curve": {"bar_times": [datetime.fromtimestamp(int(t) / 1e9, tz=first_bar.tzinfo).isoformat()
-                                            for t in report.timestamps],
+                    "curve": {"bar_times": [t.isoformat() for t in ReplayBarClock.from_timestamps_ns(
+                                  report.timestamps, panel.interval)],
                               "equity": (report.equity / report.equity[0]).tolist()}})
     return out
 

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cappuccino_core.config import Settings
+from cappuccino_core.pipeline.summary import fmt_number, fmt_percent
 from cappuccino_core.tracking.runs import get_or_create_experiment, log_file, log_metrics
 from cappuccino_core.tracking.store import client, code_version, ensure_store, experiment_artifact_location, tracking_uri
 
@@ -139,8 +140,8 @@ def report_html(summary: dict[str, Any], equity_png: Path | None, tournament_png
         ("mode", summary["mode"]), ("chosen timeframe", f"{choice['interval']} × lookback {choice['lookback']}"),
         ("training study", summary["training"]["study"]),
         ("trials by state", ", ".join(f"{k.lower()} {v}" for k, v in (training.get("trials_by_state") or {}).items())),
-        ("best validation score", _num(training.get("best_value"))), ("PBO", _num(training.get("pbo"))),
-        ("DSR", _num(training.get("dsr"))), ("arena king", f"{arena.get('king')} (streak {arena.get('streak')})"),
+        ("best validation score", fmt_number(training.get("best_value"))), ("PBO", fmt_number(training.get("pbo"))),
+        ("DSR", fmt_number(training.get("dsr"))), ("arena king", f"{arena.get('king')} (streak {arena.get('streak')})"),
         ("promoted here", ", ".join(arena.get("promoted_here") or []) or "none"),
         ("green light", f"{green.get('status')}: {green.get('message')}"),
     ]
@@ -151,7 +152,7 @@ def report_html(summary: dict[str, Any], equity_png: Path | None, tournament_png
     decision = green.get("decision") or {}
     if decision.get("rules"):
         parts += ["<h2>Green light</h2>", _table(["rule", "value", "", "threshold", "passed"], [
-            (r["name"], _num(r.get("value")), r["comparison"], _num(r["threshold"]), r["passed"]) for r in decision["rules"]])]
+            (r["name"], fmt_number(r.get("value")), r["comparison"], fmt_number(r["threshold"]), r["passed"]) for r in decision["rules"]])]
     for label, result in _results(summary):
         parts += [f"<h2>{e(label)}: {e(result['model_id'])}</h2>",
                   _table(["who", "return", "alpha", "Sharpe", "max drawdown"],
@@ -179,22 +180,14 @@ def _green(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _perf(metrics: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (_pct(metrics.get("total_return")), _pct(metrics.get("alpha")), _num(metrics.get("sharpe")),
-            _pct(metrics.get("max_drawdown")))
+    return (fmt_percent(metrics.get("total_return")), fmt_percent(metrics.get("alpha")), fmt_number(metrics.get("sharpe")),
+            fmt_percent(metrics.get("max_drawdown")))
 
 
 def _table(header: list[str], rows: list[tuple[Any, ...]]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def _num(value: Any) -> str:
-    return "undefined" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _pct(value: Any) -> str:
-    return "undefined" if value is None else f"{100 * value:+.2f}%"
 
 
 def _times(texts: list[str]) -> list[datetime]:

@@ -16,13 +16,13 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         f"data: {data['source']} bars {data['window_start'][:16]} .. {data['window_end'][:16]}; "
         f"search until {split['search_end'][:10]}, arena holdout until {split['holdout_end'][:10]}, "
         f"replay until {split['replay_end'][:10]}",
-        f"timeframe: {choice['interval']} x lookback {choice['lookback']} (best mean score {_num(choice.get('score'))}; "
+        f"timeframe: {choice['interval']} x lookback {choice['lookback']} (best mean score {fmt_number(choice.get('score'))}; "
         f"{choice.get('trials')} trials in study {doc['timeframe']['study']})",
         f"training: study {doc['training']['study']}: trials " + ", ".join(
             f"{k.lower()} {v}" for k, v in training["trials_by_state"].items() if v)
-        + f"; best validation score {_num(training['best_value'])} (trial {training['best_trial']})",
-        f"overfitting: PBO {_num(training['pbo']) if training['pbo'] is not None else 'n/a (' + str(training['pbo_reason']) + ')'}; "
-        f"DSR {_num(training['dsr'])} over {training['dsr_tests']} trials tried",
+        + f"; best validation score {fmt_number(training['best_value'])} (trial {training['best_trial']})",
+        f"overfitting: PBO {fmt_number(training['pbo']) if training['pbo'] is not None else 'n/a (' + str(training['pbo_reason']) + ')'}; "
+        f"DSR {fmt_number(training['dsr'])} over {training['dsr_tests']} trials tried",
         f"candidates: {len(doc['training']['candidates'])} registered",
         f"arena: king {arena.get('king')} with streak {arena.get('streak')}; {arena.get('matches_played')} matches, "
         f"{arena.get('promoted')} promoted in all; promoted from this study: {', '.join(arena.get('promoted_here') or []) or 'none'}",
@@ -43,7 +43,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     lines.append(f"green light: {green.get('status')}: {green.get('message')}")
     for rule in (green.get("decision") or {}).get("rules", []):
         mark = "pass" if rule["passed"] else "FAIL"
-        lines.append(f"    {rule['name']}: {_num(rule['value'])} {rule['comparison']} {_num(rule['threshold'])} -> {mark}")
+        lines.append(f"    {rule['name']}: {fmt_number(rule['value'])} {rule['comparison']} {fmt_number(rule['threshold'])} -> {mark}")
     report = doc.get("report") or {}
     if report:
         lines.append(f"report: {report.get('html')} (MLflow experiment {report.get('mlflow_experiment')}, "
@@ -53,15 +53,17 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def _perf(metrics: dict[str, Any]) -> str:
-    return (f"return {_pct(metrics.get('total_return'))}, alpha {_pct(metrics.get('alpha'))}, "
-            f"Sharpe {_num(metrics.get('sharpe'))}, max drawdown {_pct(metrics.get('max_drawdown'))}")
+    return (f"return {fmt_percent(metrics.get('total_return'))}, alpha {fmt_percent(metrics.get('alpha'))}, "
+            f"Sharpe {fmt_number(metrics.get('sharpe'))}, max drawdown {fmt_percent(metrics.get('max_drawdown'))}")
 
 
-def _num(value: Any) -> str:
+def fmt_number(value: Any) -> str:
+    """A figure for reading (``undefined`` for ``None``)."""
     if value is None:
         return "undefined"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def _pct(value: Any) -> str:
+def fmt_percent(value: Any) -> str:
+    """A fraction as a signed percentage (``undefined`` for ``None``)."""
     return "undefined" if value is None else f"{100 * value:+.2f}%"
