@@ -24,14 +24,15 @@ class TournamentParams(BaseModel):
     arena: str = Field(DEFAULT_ARENA, min_length=1, description="Arena id (one king-of-the-hill tournament).")
     max_matches: int | None = Field(None, ge=1, description="Stop after this many matches (default: all pending).")
     promotion_streak: int = Field(20, ge=1, description="Consecutive wins after which the king takes the edge test.")
-    windows_per_match: int = Field(20, ge=1, description="Evaluation windows both players trade in a match.")
-    window_bars: int | None = Field(None, ge=2, description="Bars per window (default: the longest that fit each holdout).")
+    windows_per_match: int | None = Field(None, ge=1, description="Evaluation windows both players trade in a match (default: every match window).")
+    window_hours: float = Field(168.0, gt=0, description="Hours per evaluation window (the validation windows' length).")
+    window_bars: int | None = Field(None, ge=2, description="Bars per window, overriding window_hours (small test arenas).")
     seed: int = Field(0, ge=0, description="Arena seed: match n draws its windows from a seed derived from (seed, n).")
     overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
 
     def config(self) -> ArenaConfig:
         return ArenaConfig(promotion_streak=self.promotion_streak, windows_per_match=self.windows_per_match,
-                           window_bars=self.window_bars, seed=self.seed)
+                           window_hours=self.window_hours, window_bars=self.window_bars, seed=self.seed)
 
 
 class TournamentReport(BaseModel):

@@ -12,12 +12,14 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cappuccino_core.evaluation.scoring import SCORE_WINDOW_HOURS
+
 
 @dataclass(frozen=True)
 class ArenaConfig:
     """How matches are played and when a king is promoted.
 
-    The holdout panel is cut into non-overlapping windows of ``window_bars`` steps. The latest
+    The holdout panel is cut into non-overlapping windows of ``window_hours`` (as bars of its interval). The latest
     ``confirmation_fraction`` of them are the **confirmation windows**: never used by a match,
     only by the edge test (``promotion.edge_test``), so a king is never confirmed on the data
     it was selected on. Matches draw ``windows_per_match`` of the remaining **match windows**.
@@ -25,12 +27,14 @@ class ArenaConfig:
 
     promotion_streak: int = 20
     """Consecutive wins after which the king is edge-tested and, if it passes, promoted."""
-    windows_per_match: int = 20
-    """Evaluation windows both players trade in one match (drawn without replacement)."""
-    window_bars: int | None = 168
-    """Steps per evaluation window (168 one-hour bars = one week); ``None``: the longest windows
-    with which each match's holdout still holds ``windows_per_match`` match windows
-    (``match.fit_window_bars``; counted in bars of that holdout's interval)."""
+    windows_per_match: int | None = None
+    """Evaluation windows both players trade in one match (drawn without replacement); ``None``:
+    every match window, so each match compares the two players on the whole non-confirmation holdout."""
+    window_hours: float = SCORE_WINDOW_HOURS
+    """Length of one evaluation window in hours, converted to bars of each holdout's interval
+    (``scoring.window_bars``): the same windows validation scores on."""
+    window_bars: int | None = None
+    """Steps per window, overriding ``window_hours`` (small test arenas); ``None``: from ``window_hours``."""
     seed: int = 0
     """Arena seed; match ``n`` draws its windows from a seed derived from ``(seed, n)``."""
     confirmation_fraction: float = 0.3
@@ -54,7 +58,9 @@ class ArenaConfig:
         """Check every field; raise ValueError naming the bad ones."""
         checks = {
             "promotion_streak": _is_int(self.promotion_streak) and self.promotion_streak >= 1,
-            "windows_per_match": _is_int(self.windows_per_match) and self.windows_per_match >= 1,
+            "windows_per_match": self.windows_per_match is None
+            or (_is_int(self.windows_per_match) and self.windows_per_match >= 1),
+            "window_hours": isinstance(self.window_hours, int | float) and self.window_hours > 0,
             "window_bars": self.window_bars is None or (_is_int(self.window_bars) and self.window_bars >= 2),
             "seed": _is_int(self.seed) and self.seed >= 0,
             "confirmation_fraction": 0.0 < self.confirmation_fraction < 1.0,

@@ -27,7 +27,7 @@ from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import Policy
 from cappuccino_core.features.panel import MarketPanel
 
-MARKET_FIELDS = ("initial_cash", "fee_rate", "slippage_bps", "min_order_notional", "risk")
+MARKET_FIELDS = ("initial_cash", "fee_rate", "slippage_bps", "min_order_notional", "start_invested", "risk")
 """``EnvConfig`` fields set by the market, identical for every player (``risk``: when the env has risk layers)."""
 
 

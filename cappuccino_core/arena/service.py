@@ -36,8 +36,8 @@ from cappuccino_core.tracking.store import client as mlflow_client
 from cappuccino_core.tracking.store import ensure_store, experiment_artifact_location
 
 DEFAULT_ARENA = "main"
-TOURNAMENT_CONFIG = ArenaConfig(window_bars=None)
-"""The flow's rules: the defaults (20 wins, 20 windows a match) with windows fitted to each holdout."""
+TOURNAMENT_CONFIG = ArenaConfig()
+"""The flow's rules: the defaults (20 wins; every match window, a week each, as validation scores)."""
 
 
 @dataclass(frozen=True)

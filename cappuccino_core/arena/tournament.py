@@ -49,7 +49,6 @@ from cappuccino_core.arena.match import (
     decide_outcome,
     derive_seed,
     draw_match_windows,
-    fit_window_bars,
     holdout_windows,
     match_id,
     match_score,
@@ -62,6 +61,7 @@ from cappuccino_core.clock import Clock
 from cappuccino_core.env.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.evaluation.baselines import default_baselines
+from cappuccino_core.evaluation.scoring import window_bars
 from cappuccino_core.features.panel import MarketPanel
 
 logger = logging.getLogger(__name__)
@@ -213,13 +213,10 @@ class Arena:
         """
         cfg, env, panel = self.config, market.env_config, market.panel
         try:
-            bars = cfg.window_bars or fit_window_bars(
-                panel, lookback=env.lookback, confirmation_fraction=cfg.confirmation_fraction,
-                windows_per_match=cfg.windows_per_match,
-            )
+            bars = cfg.window_bars or window_bars(panel.interval, cfg.window_hours)
             windows = holdout_windows(panel, lookback=env.lookback, window_bars=bars,
                                       confirmation_fraction=cfg.confirmation_fraction,
-                                      windows_per_match=cfg.windows_per_match)
+                                      windows_per_match=cfg.windows_per_match or 1)
         except WindowsDoNotFit as exc:
             raise WindowsDoNotFit(f"arena {self.arena_id!r}, market {market.key!r} ({market.description}): {exc}") from exc
         costs = ExecutionCosts(env.fee_rate, env.slippage_bps, env.min_order_notional, env.min_cash_reserve)
@@ -243,7 +240,8 @@ class Arena:
         king, challenger = throne.king, throne.waiting[0]
         number = throne.matches_played + 1
         seed = derive_seed(cfg.seed, number, SEED_WINDOWS)
-        rows = draw_match_windows(windows.match_rows, cfg.windows_per_match, seed)
+        rows = (windows.match_rows if cfg.windows_per_match is None
+                else draw_match_windows(windows.match_rows, cfg.windows_per_match, seed))
         if not (evaluator.ready(king, windows.match_rows) and evaluator.ready(challenger, windows.match_rows)):
             # One batch for the king and the next challengers on this market, each on every match
             # window: the following matches then find their players evaluated.

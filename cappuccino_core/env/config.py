@@ -26,15 +26,20 @@ class EnvConfig:
     ``t`` to the close of ``t+1``.
 
     Risk layers (``cappuccino_core.trading.risk``): the policy's actions pass through
-    ``apply_risk`` with ``risk`` before they are filled, in training, backtests, the arena and
-    the trader alike (one implementation). ``EnvConfig()`` has them **off**
-    (``RiskConfig.off()``), so a config describes the environment a model was trained and
-    scored in, and a dict without ``risk`` (a model card written before the risk layers
-    existed) loads as what it was: no risk layers. Rule-based baselines must trade without
-    them (a buy-and-hold stopped out by the portfolio trailing stop never buys back).
-    Wherever a policy trades money (the sandbox, the live trader) the owner's defaults
-    ``RiskConfig()`` apply (``with_risk``): 10 % stop-loss, 30 % position cap, 1.5 % portfolio
-    trailing stop, +3 % profit-taking of half of every position.
+    ``apply_risk`` with ``risk`` before they are filled, in training, backtests, validation, the
+    arena and the trader alike (one implementation), and ``EnvConfig()`` has the same defaults
+    every trader applies (``RiskConfig()``), so a model is selected under the very rules it
+    later trades under. A dict without ``risk`` (a model card written before the risk layers
+    existed) loads as what it was: no risk layers. Rule-based baselines trade without them (a
+    buy-and-hold stopped out by the portfolio trailing stop never buys back).
+
+    Starting book (``start_invested``): every episode and every evaluation window starts in the
+    benchmark's own book, ``initial_cash`` spread equally over the assets at the decision bar's
+    close, booked without costs like the frictionless index it is compared with. A policy is then
+    never charged for starting in cash while its benchmark starts invested (that entry cost and
+    the market's direction would otherwise dominate a short window's excess return): doing
+    nothing replicates the index exactly, and every deviation from it is the policy's own bet,
+    fees included. ``False`` starts in cash.
 
     Action dampening is one number, ``action_dampening``, applied once, by the risk layers
     (``effective_risk``). A ``risk`` given with its own dampening moves it here; giving two
@@ -54,7 +59,8 @@ class EnvConfig:
     concentration_penalty: float = 0.0  # times the Herfindahl index of asset weights, subtracted per step
     reward_scale: float = 100.0  # multiplies the reward (log returns per bar are tiny)
     obs_clip: float = 5.0  # normalised features are clipped to [-obs_clip, obs_clip]
-    risk: RiskConfig = field(default_factory=RiskConfig.off)  # stops, caps, profit protection (its dampening is 1.0)
+    start_invested: bool = True  # episodes and windows start in the benchmark's book (equal weights), not in cash
+    risk: RiskConfig = field(default_factory=RiskConfig)  # stops, caps, profit protection (its dampening is 1.0)
 
     def __post_init__(self) -> None:
         checks = {
@@ -113,8 +119,9 @@ class EnvConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EnvConfig:
-        """Rebuild from ``to_dict`` output; a dict without ``risk`` gets the default (no risk layers)."""
+        """Rebuild from ``to_dict`` output; a dict without ``risk`` gets no risk layers (what such a card traded with)."""
         values = dict(data)
-        if "risk" in values and isinstance(values["risk"], dict):
+        values.setdefault("risk", RiskConfig.off())  # a card from before the risk layers traded without them
+        if isinstance(values["risk"], dict):
             values["risk"] = RiskConfig.from_dict(values["risk"])
         return cls(**values)

@@ -105,6 +105,23 @@ def _window_offsets(lookback: int) -> torch.Tensor:
     return torch.arange(lookback - 1, -1, -1)
 
 
+def _book_opening(state: RiskState, mask: torch.Tensor, units: torch.Tensor, close: torch.Tensor,
+                  risk: RiskConfig) -> RiskState:
+    """Book the starting units of the rows in ``mask`` into the risk state as a cost-free fill at ``close``.
+
+    The risk layers then treat the starting book like any position (entry prices, cycle start,
+    equity peak), through the same ``update_after_fills`` every fill goes through.
+    """
+    count, assets = units.shape
+    zeros = torch.zeros(count, dtype=units.dtype)
+    fills = Fills(cash=zeros, holdings=units, units=units, notional=units * close, fees=zeros,
+                  dropped=torch.zeros(count, assets, dtype=torch.bool))
+    rows = state.select(mask)
+    booked = update_after_fills(rows, fills=fills, prices_after=close, cash=zeros, holdings=units, config=risk,
+                                validate=False)
+    return state.assign(mask, booked)
+
+
 class PortfolioEnv:
     """``VecEnv`` over a ``MarketPanel``; see the module docstring for the timeline."""
 
@@ -200,11 +217,20 @@ class PortfolioEnv:
             starts = self._valid_starts[pick]
         self._t[mask] = starts
         self._steps[mask] = 0
-        self._cash[mask] = self.config.initial_cash
-        self._holdings[mask] = 0.0
         self._bench_base[mask] = self._close[starts]
         if self._risk_on:
             self._risk_state = self._risk_state.reset_rows(mask)
+        if not self.config.start_invested:
+            self._cash[mask] = self.config.initial_cash
+            self._holdings[mask] = 0.0
+            return
+        # The benchmark's book at the decision close, booked without costs (see EnvConfig).
+        close = self._close[starts]
+        units = self.config.initial_cash / close.shape[1] / close
+        self._cash[mask] = 0.0
+        self._holdings[mask] = units
+        if self._risk_on:
+            self._risk_state = _book_opening(self._risk_state, mask, units, close, self.risk)
 
     # --- observation -------------------------------------------------------------------
 

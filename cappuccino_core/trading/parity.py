@@ -11,7 +11,7 @@ from a shorter history than the backtest panel, and float rounding of the ledger
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -96,7 +96,9 @@ def replay_parity(
     horizon = min(last + 1, panel.num_bars - 1) - start
     if horizon < 1:
         raise ValueError(f"{trader_id}: need a bar after {traded[0].bar_time.isoformat()} in the panel to replay")
-    report = backtest(model.policy, panel, model.normalizer, model.env_config, start_row=start, bars=horizon)
+    # A trader's account starts in cash, whatever book the model's evaluation windows start from.
+    in_cash = replace(model.env_config, start_invested=False)
+    report = backtest(model.policy, panel, model.normalizer, in_cash, start_row=start, bars=horizon)
     executed = report.executed_actions if report.executed_actions is not None else report.actions
     base = traded[0].equity
     action_diff = executed_diff = equity_diff = 0.0

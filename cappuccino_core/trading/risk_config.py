@@ -42,17 +42,21 @@ class RiskConfig:
     """Every risk rule's switch and threshold (``None`` = rule off).
 
     Portfolio rules act on the whole book, position rules on one asset; the order in which
-    they apply is fixed (see ``apply_risk``). Defaults: 10 % stop-loss, 30 % position cap,
-    1.5 % portfolio trailing stop, profit-taking of half of every position at +3 % per cycle;
-    trailing stop, move-to-cash and the conviction filter are off.
+    they apply is fixed (see ``apply_risk``). Defaults (the same in training, validation, the
+    arena, the sandbox, production and live): 10 % stop-loss, 30 % position cap, 10 % portfolio
+    trailing stop, profit-taking of half of every position at +20 % per cycle; trailing stop,
+    move-to-cash and the conviction filter are off. The owner's first values (1.5 % portfolio
+    trailing stop, +3 % profit-taking) fired about 14 and 4 times a week on hourly crypto bars,
+    about the size of a day's noise, and kept about a quarter of a planted edge; these keep
+    about 60 % of it (README, "Risk layers", and ``benchmarks`` section ``risk``).
     """
 
     stop_loss: float | None = 0.10  # sell a position at price <= entry * (1 - this); entry = average fill price
     trailing_stop: float | None = None  # sell a position at price <= its high since entry * (1 - this)
     max_position_fraction: float | None = 0.30  # largest weight of one asset: buys capped, positions above trimmed
     action_dampening: float = 1.0  # the policy's actions are multiplied by this (forced sells are not)
-    portfolio_trailing_stop: float | None = 0.015  # sell everything at equity <= cycle peak * (1 - this)
-    profit_take_threshold: float | None = 0.03  # at equity >= cycle start * (1 + this), take profit once per cycle
+    portfolio_trailing_stop: float | None = 0.10  # sell everything at equity <= cycle peak * (1 - this)
+    profit_take_threshold: float | None = 0.20  # at equity >= cycle start * (1 + this), take profit once per cycle
     profit_take_fraction: float = 0.5  # profit-taking sells at least this fraction of every position
     move_to_cash_threshold: float | None = None  # sell everything, pause buys at equity <= book peak * (1 - this)
     cooldown_bars: int = 24  # decisions without buys after move-to-cash, its own included (24 = 24 h of 1h bars)

@@ -150,6 +150,15 @@ class RiskState:
             return self.book_counts[:, BOOK_RULES.index(rule)].clone()
         return self.asset_counts[:, ASSET_RULES.index(rule)].sum(dim=-1)
 
+    def assign(self, mask: torch.Tensor, rows: RiskState) -> RiskState:
+        """Return this state with the books in ``mask`` (``[N]`` bool) replaced by ``rows`` (in order)."""
+        changes = {}
+        for field in fields(self):
+            value = getattr(self, field.name).clone()
+            value[mask] = getattr(rows, field.name)
+            changes[field.name] = value
+        return replace(self, **changes)
+
     def select(self, rows: torch.Tensor | slice | list[int]) -> RiskState:
         """Return the books at ``rows`` as a new state (e.g. one book out of a batch)."""
         return replace(self, **{field.name: getattr(self, field.name)[rows] for field in fields(self)})

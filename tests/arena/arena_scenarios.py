@@ -23,6 +23,7 @@ from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars,
 from cappuccino_core.db import create_schema, make_engine, session_factory
 from cappuccino_core.env.accounting import ExecutionCosts, actions_for_target_weights
 from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.trading.risk_config import RiskConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import PolicyContext
 from cappuccino_core.evaluation.baselines import EqualWeightBuyAndHold
@@ -30,7 +31,7 @@ from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.features.panel_builder import build_panel
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD")
-ENV = EnvConfig(lookback=8)
+ENV = EnvConfig(lookback=8, risk=RiskConfig.off())  # the rules under test, not the risk layers
 COSTS = ExecutionCosts(ENV.fee_rate, ENV.slippage_bps, ENV.min_order_notional, ENV.min_cash_reserve)
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
 

@@ -66,7 +66,7 @@ def test_candidates_enter_in_registration_order_and_play_on_the_holdout_of_the_l
     reg.client.set_model_version_tag(model, first[1], "stage", "arena")  # the lifecycle saw it enter: still admitted
     register_random_candidate(reg, a, 8, seed=8, tags={STATUS_TAG: "eliminated"})  # left another arena
     site = ArenaSite.from_settings(settings)
-    arena = open_arena(site, "order", clock=CLOCK)
+    arena = open_arena(site, "order", ArenaConfig(window_bars=8, windows_per_match=20), clock=CLOCK)  # short holdouts
 
     assert admit(arena, site) == [version_uri(model, v) for v in first]
     assert admit(arena, site) == []  # idempotent
@@ -131,7 +131,7 @@ def test_a_king_that_cannot_trade_the_new_studys_interval_forfeits_without_a_win
     old_king = register_random_candidate(reg, hourly, 0, seed=0)
     newcomers = [register_random_candidate(reg, four_hourly, i, seed=40 + i) for i in range(2)]
     site = ArenaSite.from_settings(settings)
-    arena = open_arena(site, "forfeit", ArenaConfig(window_bars=None, windows_per_match=10), clock=CLOCK)
+    arena = open_arena(site, "forfeit", ArenaConfig(window_bars=4, windows_per_match=10), clock=CLOCK)
     admit(arena, site)
     forfeit, normal = play(arena, site)
 

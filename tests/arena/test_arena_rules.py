@@ -238,8 +238,10 @@ def test_the_match_score_is_the_one_excess_sharpe_of_concatenated_windows_in_tim
     expected = metrics.sharpe(np.array([-0.002, 0.006, 0.01, -0.03, 0.02]), Interval.H1)
     assert match_score([a, b], Interval.H1) == pytest.approx(expected)
     assert match_score([a, b], Interval.H1) == excess_sharpe([b, a], Interval.H1)
-    tracking = WindowResult("m", 1, np.full(5, 0.01), np.full(5, 0.01), 0.0)  # zero tracking variance
-    assert match_score([tracking], Interval.H1) is None
+    replica = WindowResult("m", 1, np.full(5, 0.01), np.full(5, 0.01 + 1e-15), 0.0)  # the index itself, up to rounding
+    assert match_score([replica], Interval.H1) == 0.0  # no excess at all: no edge, not an undefined score
+    constant = WindowResult("m", 1, np.full(5, 0.01), np.full(5, 0.009), 0.0)  # zero tracking variance, excess > 0
+    assert match_score([constant], Interval.H1) is None
 
 
 def test_the_challenger_must_beat_the_king_and_an_undefined_score_ranks_last() -> None:

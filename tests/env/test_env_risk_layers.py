@@ -38,7 +38,8 @@ def _buy_then_hold(env: PortfolioEnv, steps: int) -> list:
 
 def test_a_crash_triggers_the_stop_loss_exactly_at_the_threshold_and_the_position_is_sold() -> None:
     panel, normalizer = _crash_panel()
-    config = EnvConfig(lookback=5, episode_bars=40, num_envs=1, fee_rate=0.0, slippage_bps=0.0)
+    config = EnvConfig(lookback=5, episode_bars=40, num_envs=1, fee_rate=0.0, slippage_bps=0.0, start_invested=False,
+                       risk=RiskConfig.off())
     env = PortfolioEnv(panel, config.with_risk(STOP_ONLY), normalizer, starts=np.array([10]))
     env.reset()
     records = _buy_then_hold(env, 30)
@@ -49,14 +50,15 @@ def test_a_crash_triggers_the_stop_loss_exactly_at_the_threshold_and_the_positio
     assert float(records[25 - 10].fills.holdings[0, 0]) == 0.0
     assert int(env.risk_state.count(RiskRule.STOP_LOSS)[0]) == 1
 
-    without = PortfolioEnv(panel, config, normalizer, starts=np.array([10]))  # EnvConfig() has the layers off
+    without = PortfolioEnv(panel, config, normalizer, starts=np.array([10]))  # the layers off
     without.reset()
     assert float(_buy_then_hold(without, 30)[-1].fills.holdings[0, 0]) > 0.0  # the test can fail
 
 
 def test_reset_clears_the_risk_state_of_every_episode_and_auto_reset_only_the_ended_ones() -> None:
     panel, normalizer = _crash_panel()
-    config = EnvConfig(lookback=5, episode_bars=30, num_envs=1, fee_rate=0.0, slippage_bps=0.0).with_risk(STOP_ONLY)
+    config = EnvConfig(lookback=5, episode_bars=30, num_envs=1, fee_rate=0.0, slippage_bps=0.0,
+                       start_invested=False).with_risk(STOP_ONLY)
     env = PortfolioEnv(panel, config, normalizer, starts=np.array([10]))
     env.reset()
     _buy_then_hold(env, 30)
@@ -77,9 +79,9 @@ def test_reset_clears_the_risk_state_of_every_episode_and_auto_reset_only_the_en
 
 def test_dampening_happens_once_in_the_risk_layers_whichever_way_it_is_configured() -> None:
     panel, normalizer = _crash_panel()
-    base = dict(lookback=5, episode_bars=5, num_envs=1, fee_rate=0.0, slippage_bps=0.0)
+    base = dict(lookback=5, episode_bars=5, num_envs=1, fee_rate=0.0, slippage_bps=0.0, start_invested=False)
     spent = []
-    for config in (EnvConfig(**base, action_dampening=0.5),
+    for config in (EnvConfig(**base, action_dampening=0.5, risk=RiskConfig.off()),
                    EnvConfig(**base, risk=RiskConfig(action_dampening=0.5)).with_risk(RiskConfig.off()),
                    EnvConfig(**base, risk=replace(RiskConfig.off(), action_dampening=0.5))):
         env = PortfolioEnv(panel, config, normalizer, starts=np.array([10]))
@@ -101,7 +103,7 @@ def test_the_risk_config_travels_with_the_env_config_and_old_cards_load_without_
     old_card = {k: v for k, v in data.items() if k != "risk"}
     loaded = EnvConfig.from_dict(old_card)
     assert loaded.risk == RiskConfig.off() and loaded.effective_risk.action_dampening == 0.8
-    assert EnvConfig().risk == RiskConfig.off()
+    assert EnvConfig().risk == RiskConfig()  # training, validation and the arena trade under the traders' layers
 
 
 def test_the_backtester_trades_through_the_risk_layers_and_counts_their_triggers() -> None:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cappuccino_core.env.accounting import ExecutionCosts, actions_for_target_weights, execute_actions
+from cappuccino_core.trading.risk_config import RiskConfig
 from cappuccino_core.env.config import EnvConfig, RewardMode
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv
@@ -132,7 +133,7 @@ def test_reset_clears_every_accumulator_so_identical_episodes_give_identical_rew
 
 
 def test_episodes_auto_reset_after_the_configured_length(random_walk_panel) -> None:
-    config = EnvConfig(lookback=8, episode_bars=5, num_envs=3)
+    config = EnvConfig(lookback=8, episode_bars=5, num_envs=3, start_invested=False)
     env = PortfolioEnv(random_walk_panel, config, FeatureNormalizer.fit(random_walk_panel.features), seed=0)
     env.reset()
     flags = [bool(env.step(torch.ones(3, 3)).truncated.all()) for _ in range(10)]
@@ -144,7 +145,8 @@ def test_episodes_auto_reset_after_the_configured_length(random_walk_panel) -> N
 def test_reward_is_the_scaled_log_return_of_the_book_in_excess_of_buy_and_hold(random_walk_panel) -> None:
     panel = random_walk_panel
     normalizer = FeatureNormalizer.fit(panel.features)
-    base = dict(lookback=5, episode_bars=3, num_envs=1, reward_scale=10.0, fee_rate=0.0, slippage_bps=0.0)
+    base = dict(lookback=5, episode_bars=3, num_envs=1, reward_scale=10.0, fee_rate=0.0, slippage_bps=0.0,
+                start_invested=False, risk=RiskConfig.off())
     start = np.array([50])
     cash_only = PortfolioEnv(panel, EnvConfig(**base, reward_mode=RewardMode.EXCESS_LOG_RETURN), normalizer, starts=start)
     cash_only.reset()

@@ -8,6 +8,7 @@ import torch
 
 from cappuccino_core.env.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
+from cappuccino_core.trading.risk_config import RiskConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation import metrics
 from cappuccino_core.evaluation.backtest import backtest, backtest_windows
@@ -51,14 +52,15 @@ def test_backtest_is_deterministic_and_its_numbers_come_from_the_metrics_module(
 
 
 def test_buy_and_hold_without_costs_reproduces_the_benchmark_index_exactly(random_walk_panel) -> None:
-    config = EnvConfig(lookback=10, fee_rate=0.0, slippage_bps=0.0, min_order_notional=0.0)
+    config = EnvConfig(lookback=10, fee_rate=0.0, slippage_bps=0.0, min_order_notional=0.0, start_invested=False,
+                       risk=RiskConfig.off())
     report = backtest(EqualWeightBuyAndHold(_costs(config)), random_walk_panel, FeatureNormalizer.identity(3, 11), config)
     assert np.allclose(report.equity, report.benchmark, rtol=1e-10)
     assert report.metrics.alpha == pytest.approx(0.0, abs=1e-10)
 
 
 def test_buy_and_hold_with_costs_trails_the_index_by_one_fee_and_slippage(random_walk_panel) -> None:
-    config = EnvConfig(lookback=10, fee_rate=0.0025, slippage_bps=5.0)
+    config = EnvConfig(lookback=10, fee_rate=0.0025, slippage_bps=5.0, start_invested=False, risk=RiskConfig.off())
     report = backtest(EqualWeightBuyAndHold(_costs(config)), random_walk_panel, FeatureNormalizer.identity(3, 11), config)
     ratio = report.equity[-1] / report.benchmark[-1]
     assert ratio == pytest.approx((1 - 0.0025 / 1.0025) / 1.0005, rel=1e-3)

@@ -318,6 +318,7 @@ def test_reset_rows_clears_the_state_of_those_books_only() -> None:
 
 def test_batched_books_get_exactly_the_decisions_each_book_gets_alone() -> None:
     config = RiskConfig(stop_loss=0.02, trailing_stop=0.03, move_to_cash_threshold=0.04, cooldown_bars=5,
+                        portfolio_trailing_stop=0.015, profit_take_threshold=0.03,
                         conviction_threshold=0.55, conviction_fast_bars=4, conviction_slow_bars=12)
     costs = ExecutionCosts()
     n, a, steps = 5, 3, 80
