@@ -29,6 +29,7 @@ class TrainReport(BaseModel):
     gate: dict
     summary: dict
     candidates: list[dict]
+    selection: dict = {}
 
 
 @flow(name="train")
@@ -44,8 +45,9 @@ def train(params: TrainParams = TrainParams()) -> TrainReport:
     spec = prepare_study(spec, loc, settings)
     run_trials(loc, spec.name, settings, params.workers)
     summary = finish_study(loc, spec.name)
-    candidates = register_candidates(loc, spec.name, settings)
-    return TrainReport(study=spec.name, gate=gate, summary=summary, candidates=candidates)
+    selection = register_candidates(loc, spec.name, settings)
+    return TrainReport(study=spec.name, gate=gate, summary=summary, candidates=selection["candidates"],
+                       selection={k: v for k, v in selection.items() if k != "candidates"})
 
 
 class RetrainParams(BaseModel):

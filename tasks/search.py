@@ -15,8 +15,7 @@ from cappuccino_core.config import Settings
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.search import runner
 from cappuccino_core.search.gate import require_training_data
-from cappuccino_core.search.retrain import retrain_and_register
-from cappuccino_core.search.market import PanelCache
+from cappuccino_core.search.candidates import register_candidates as register_validated
 from cappuccino_core.search.spec import StudySpec
 from tasks.retry import retry_on
 
@@ -51,11 +50,8 @@ def finish_study(loc: runner.StudyLocation, name: str) -> dict:
 
 
 @task(cache_policy=NONE)
-def register_candidates(loc: runner.StudyLocation, name: str, settings: Settings) -> list[dict]:
-    """Refit the best trials on the whole search period and register them."""
+def register_candidates(loc: runner.StudyLocation, name: str, settings: Settings) -> dict:
+    """Register the validated networks of the best trials with evidence of an edge."""
     spec = runner.require_spec(loc, name)
     study = runner.read_study(loc, name)
-    tracker = runner.open_tracker(spec, loc)
-    candidates = retrain_and_register(study, spec, PanelCache(BarStore(settings.bars_dir), spec), tracker, SystemClock(),
-                                      scratch=None)
-    return [c.to_dict() for c in candidates]
+    return register_validated(study, spec, runner.open_tracker(spec, loc)).to_dict()

@@ -8,7 +8,8 @@ validation panel, and the score is ``evaluation.scoring.excess_sharpe``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -114,15 +115,21 @@ def fit_agent(
     env = PortfolioEnv(train_panel, env_config, normalizer, seed=seed)
 
     evaluate = None
+    last: dict[str, object] = {}  # train() evaluates after its last update: that is the final validation
     if validation is not None:
         def evaluate(agent: ActorCritic) -> float:
-            score, _ = evaluate_policy(AgentPolicy(agent), validation, normalizer, env_config)
+            score, reports = evaluate_policy(AgentPolicy(agent), validation, normalizer, env_config)
+            last.update(score=score, reports=reports)
             return float("-inf") if score is None else score
 
     result = train(ppo_config, env, seed=seed, evaluate=evaluate, callback=callback)
     score, reports = (None, [])
     if validation is not None:
-        score, reports = evaluate_policy(AgentPolicy(result.agent), validation, normalizer, env_config)
+        if last:
+            score, reports = last["score"], last["reports"]
+        else:
+            with _torch_threads(ppo_config.torch_threads):  # as in training: never oversubscribe the cores
+                score, reports = evaluate_policy(AgentPolicy(result.agent), validation, normalizer, env_config)
     card = ModelCard(
         feature_spec=train_panel.feature_spec.to_dict(),
         interval=str(train_panel.interval),
@@ -143,6 +150,16 @@ def fit_agent(
         trial=trial,
     )
     return FitResult(result.agent, normalizer, env_config, ppo_config, result, card, score, tuple(reports))
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def save_fit(fit: FitResult, path: Path) -> ModelCard:

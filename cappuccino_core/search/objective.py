@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 import torch
 
+from cappuccino_core.agents.budget import check_updates, completed_episodes
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.fit import FitResult, fit_agent, save_fit
 from cappuccino_core.clock import Clock
@@ -24,6 +25,7 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.evaluation.metrics import per_bar_sharpe
 from cappuccino_core.search.market import PanelCache
+from cappuccino_core.search.evidence import validation_evidence
 from cappuccino_core.search.protocol import TrialValidation, validate_trial
 from cappuccino_core.search.space import suggest_timeframe, suggest_training
 from cappuccino_core.search.spec import StudyKind, StudySpec
@@ -90,6 +92,8 @@ class StudyObjective:
         curve: list[tuple[int, float]] = []
         try:
             interval, ppo, env = self.configs(trial)
+            check_updates(ppo)  # a trial that cannot learn is refused, never trained
+            trial.set_user_attr("ppo_updates", ppo.num_updates)
             panel = self.panels.search(interval)
             run_id = self._start_run(trial, interval, env.lookback, panel.data_hash, panel.feature_spec.version, seed, ppo, env)
 
@@ -116,7 +120,7 @@ class StudyObjective:
         def run(config: PPOConfig) -> TrialValidation:
             return validate_trial(panel, env_config=env, ppo_config=config, seed=seed, protocol=self.spec.protocol,
                                   created_at=self.clock.now(), progress=progress, study=self.spec.name,
-                                  trial=trial.number, fit=self._fit)
+                                  trial=trial.number, fit=self._fit, period_start=self.spec.split.search_start)
         try:
             return run(ppo)
         except Exception as exc:
@@ -143,6 +147,7 @@ class StudyObjective:
         trial.set_user_attr("interval", str(interval))
         trial.set_user_attr("lookback", lookback)
         trial.set_user_attr("seed", seed)
+        trial.set_user_attr("feature_spec_version", spec_version)
         return run_id
 
     def _finish(self, run_id: str | None, curve, state: str, error: str | None) -> None:
@@ -160,6 +165,15 @@ class StudyObjective:
         trial.set_user_attr("per_bar_sharpe", per_bar_sharpe(excess))
         metrics: dict[str, float | None] = {"score": validation.score, "validation_bars": float(excess.size),
                                            "per_bar_sharpe": per_bar_sharpe(excess)}
+        first = validation.folds[0].fit
+        episodes = completed_episodes(first.ppo_config, first.env_config.episode_bars)
+        trial.set_user_attr("completed_episodes", episodes)
+        metrics["ppo_updates"] = float(first.ppo_config.num_updates)
+        metrics["completed_episodes"] = float(episodes)
+        evidence = validation_evidence(excess, seed=trial.number, interval=interval)
+        trial.set_user_attr("evidence", evidence.to_dict())
+        metrics["validation_ci_low"] = evidence.ci_low
+        metrics["validation_mean_excess"] = evidence.mean_excess
         for fold in validation.folds:
             metrics[f"fold_{fold.index}_score"] = fold.score
             metrics[f"fold_{fold.index}_train_seconds"] = fold.fit.train.wall_seconds

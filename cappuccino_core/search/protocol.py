@@ -1,11 +1,13 @@
 """The validation protocol every trial goes through: walk-forward folds with purge and embargo.
 
-The search period is cut into ``n_folds`` consecutive validation blocks after a first training
-stretch (``evaluation.splits.walk_forward_folds``). Each fold trains a fresh agent on the rows
-before its block less a purge of ``lookback + label_horizon`` rows (no training observation or
-reward reaches into the block) and validates it on non-overlapping windows of the block. The
-embargo is set to the same length; walk-forward never trains after its block, so it is recorded
-rather than needed.
+The search period is cut into ``n_folds`` consecutive validation blocks of time after a first
+training stretch (``plan_folds``: boundaries on whole UTC days, so every bar interval validates
+on the same spans). Each fold trains a fresh agent on the rows before its block less a purge of
+``lookback + label_horizon`` rows (no training observation or reward reaches into the block) and
+validates it on non-overlapping windows of ``window_hours`` (the arena's windows) in the block.
+Walk-forward never trains after its block, so no embargo is needed. A fold with fewer than
+``min_train_rows`` training rows is refused (``InsufficientHistory``): a long bar interval on a
+short history would otherwise fit a few hundred rows and look good by luck.
 
 Score of a fold: the annualised Sharpe of the per-bar returns in excess of equal-weight buy and
 hold (``evaluation.scoring.excess_sharpe``, the one definition). Score of a trial: the mean of
@@ -23,16 +25,21 @@ from typing import Any
 import numpy as np
 
 from cappuccino_core.agents.config import PPOConfig
+from cappuccino_core.clock import ensure_utc
 from cappuccino_core.agents.fit import FitResult, ValidationSet, fit_agent
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.env.config import EnvConfig
-from cappuccino_core.evaluation.scoring import window_excess_returns
-from cappuccino_core.evaluation.splits import Fold, WindowMode, walk_forward_folds
+from cappuccino_core.evaluation.scoring import SCORE_WINDOW_HOURS, window_bars, window_excess_returns
+from cappuccino_core.evaluation.splits import Fold, RowRange, WindowMode
 from cappuccino_core.features.panel import MarketPanel
 
 
 class UndefinedScoreError(ValueError):
     """A fold's validation score is undefined (e.g. constant excess returns)."""
+
+
+class InsufficientHistory(ValueError):
+    """A fold has fewer training rows than the protocol's minimum (the cell cannot be trained honestly)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class ProtocolConfig:
         min_train_fraction: share of the search rows before the first validation block.
         window_hours: length of one validation window (windows are non-overlapping).
         min_window_bars: the least bars of one window, whatever the interval.
+        min_train_rows: the least training rows of a fold, whatever the interval.
         label_horizon: bars a reward looks ahead (1: decide at t, valued at t + 1).
         dispersion_penalty: weight of the fold scores' standard deviation in the trial score.
         mode: expanding or rolling training windows.
@@ -51,8 +59,9 @@ class ProtocolConfig:
 
     n_folds: int = 3
     min_train_fraction: float = 0.5
-    window_hours: float = 168.0
+    window_hours: float = SCORE_WINDOW_HOURS
     min_window_bars: int = 5
+    min_train_rows: int = 500
     label_horizon: int = 1
     dispersion_penalty: float = 0.5
     mode: WindowMode = WindowMode.EXPANDING
@@ -65,7 +74,7 @@ class ProtocolConfig:
         object.__setattr__(self, "mode", WindowMode(self.mode))
 
     def window_bars(self, interval: Interval) -> int:
-        return max(int(round(self.window_hours * 3600 / interval.seconds)), self.min_window_bars)
+        return window_bars(interval, self.window_hours, min_bars=self.min_window_bars)
 
     def purge_rows(self, lookback: int) -> int:
         return lookback + self.label_horizon
@@ -78,17 +87,51 @@ class ProtocolConfig:
         return cls(**data)
 
 
-def plan_folds(panel: MarketPanel, lookback: int, protocol: ProtocolConfig) -> list[Fold]:
-    """Walk-forward folds over the rows of ``panel`` (the search period)."""
+def plan_folds(panel: MarketPanel, lookback: int, protocol: ProtocolConfig, *,
+               period_start: datetime | None = None) -> list[Fold]:
+    """Walk-forward folds over the rows of ``panel`` (the search period), with boundaries in time.
+
+    The validation blocks are ``n_folds`` consecutive spans of time that end with the panel and
+    start after ``min_train_fraction`` of the period from ``period_start`` (default: the panel's
+    first bar; a study passes its search start, which every interval shares, whereas the first
+    bar after the indicators' warm-up comes later at longer intervals) to the panel's end, each
+    boundary floored to a whole UTC day. Boundaries in time (not rows) give every bar interval of a timeframe search the very
+    same validation spans, so the cells' scores compare the same market. A fold trains on the
+    rows before its block less ``purge_rows`` (expanding: from the first row; rolling: as many
+    rows as the first fold has).
+
+    Raises:
+        ValueError: the panel is too short for a validation bar in every block.
+    """
+    opens = panel.timestamps.astype(np.int64)
+    bar = panel.interval.seconds * 1_000_000_000
+    end = int(opens[-1]) + bar
+    first = int(opens[0]) if period_start is None else int(ensure_utc(period_start).timestamp()) * 1_000_000_000
+    start = _floor_day(first + int(protocol.min_train_fraction * (end - first)))
+    edges = [start + _floor_day(int(k * (end - start) / protocol.n_folds)) for k in range(protocol.n_folds)] + [end]
     purge = protocol.purge_rows(lookback)
-    return walk_forward_folds(
-        panel.num_bars,
-        n_folds=protocol.n_folds,
-        train_min_rows=max(int(panel.num_bars * protocol.min_train_fraction), 1),
-        purge_rows=purge,
-        embargo_rows=purge,
-        mode=protocol.mode,
-    )
+    folds: list[Fold] = []
+    train_rows = None
+    for k in range(protocol.n_folds):
+        v_start = int(np.searchsorted(opens, edges[k], side="left"))
+        v_stop = int(np.searchsorted(opens + bar, edges[k + 1], side="right"))
+        train_stop = v_start - purge
+        if v_stop <= v_start or train_stop < 1:
+            raise ValueError(
+                f"the {panel.interval} search panel ({panel.num_bars} rows) is too short for {protocol.n_folds} "
+                f"validation block(s) after {protocol.min_train_fraction:.0%} of its time"
+            )
+        train_rows = train_rows or train_stop
+        train_start = 0 if protocol.mode is WindowMode.EXPANDING else max(train_stop - train_rows, 0)
+        folds.append(Fold(RowRange(train_start, train_stop), RowRange(v_start, v_stop)))
+    return folds
+
+
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+def _floor_day(ns: int) -> int:
+    return ns - ns % _DAY_NS
 
 
 def fold_validation(panel: MarketPanel, fold: Fold, lookback: int, protocol: ProtocolConfig) -> ValidationSet:
@@ -174,6 +217,7 @@ def validate_trial(
     study: str | None = None,
     trial: int | None = None,
     fit: Callable[..., FitResult] = fit_agent,
+    period_start: datetime | None = None,
 ) -> TrialValidation:
     """Train one agent per fold on ``panel`` (the search period) and score it out of sample.
 
@@ -182,7 +226,12 @@ def validate_trial(
         Whatever training raises (bad hyperparameters, non-finite losses, pruning).
     """
     results: list[FoldResult] = []
-    for k, fold in enumerate(plan_folds(panel, env_config.lookback, protocol)):
+    for k, fold in enumerate(plan_folds(panel, env_config.lookback, protocol, period_start=period_start)):
+        if len(fold.train) < protocol.min_train_rows:
+            raise InsufficientHistory(
+                f"fold {k} has {len(fold.train)} training rows of {panel.interval} bars; at least "
+                f"{protocol.min_train_rows} are needed (more history or a shorter interval)"
+            )
         callback = None if progress is None else (lambda step, score, k=k: progress(k, step, score))
         fitted = fit(
             panel.rows(fold.train.start, fold.train.stop),

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 
+from cappuccino_core.agents.budget import BudgetError, envs_for_budget
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.clock import Clock, SystemClock
 from cappuccino_core.config import Settings
@@ -96,8 +97,18 @@ def training_spec(settings: Settings, choice: TimeframeChoice, timeframe: StudyS
 
 
 def _budget(steps: int, envs: int) -> PPOConfig:
-    base = PPOConfig(num_envs=envs, minibatch_size=min(PPOConfig().minibatch_size, envs * PPOConfig().rollout_steps))
-    return replace(base, total_steps=max(steps, base.batch_size))
+    """The base PPO config of a study: ``steps`` per fold, as many episodes (up to ``envs``) as keep the update floor.
+
+    Raises:
+        StudyError: ``steps`` cannot give ``MIN_PPO_UPDATES`` updates (the message says how many steps would).
+    """
+    rollout = PPOConfig().rollout_steps
+    try:
+        envs = envs_for_budget(steps, rollout, envs)
+    except BudgetError as exc:
+        raise StudyError(f"training budget too small: {exc}") from None
+    minibatch = min(PPOConfig().minibatch_size, envs * rollout // 4)
+    return PPOConfig(num_envs=envs, rollout_steps=rollout, minibatch_size=minibatch, total_steps=steps)
 
 
 def _early_stop(settings: Settings) -> EarlyStopConfig:
@@ -120,8 +131,32 @@ def prepare(spec: StudySpec, loc: StudyLocation, store: BarStore) -> StudySpec:
     spec = replace(spec, data_hashes=hashes)
     prepare_study(loc.storage_url, spec.name, direction="maximize", sampler_seed=spec.seed, cap=spec.cap,
                   attrs={SPEC_ATTR: spec.to_json(), "kind": str(spec.kind)})
+    if spec.kind is StudyKind.TIMEFRAME:
+        enqueue_grid(loc, spec)
     open_tracker(spec, loc)
     return spec
+
+
+def enqueue_grid(loc: StudyLocation, spec: StudySpec) -> None:
+    """Queue the timeframe search as a grid: every interval x lookback cell in turn, ``cap`` trials in all.
+
+    A sampler would try some cells many times and others never; the grid gives each cell the
+    same number of seeds (trial ``n`` trains with seed ``seed + n``), at most one apart when
+    the cap is not a multiple of the cells, so the cells' mean scores are comparable. Queued
+    once, when the study has no trial yet (a resumed study keeps its queue).
+    """
+    study = open_study(loc, spec)  # the capped storage: queued trials count towards the cap like any other
+    if study.get_trials(deepcopy=False):
+        return
+    cells = timeframe_cells(spec)
+    for n in range(spec.cap):
+        interval, lookback = cells[n % len(cells)]
+        study.enqueue_trial({"interval": str(interval), "lookback": lookback})
+
+
+def timeframe_cells(spec: StudySpec) -> list[tuple[Interval, int]]:
+    """The cells of a timeframe search, shortest interval and lookback first."""
+    return [(i, lb) for i in sorted(spec.intervals, key=lambda i: i.seconds) for lb in sorted(spec.lookbacks)]
 
 
 def stored_spec(loc: StudyLocation, name: str) -> StudySpec | None:
@@ -226,6 +261,8 @@ def finish(loc: StudyLocation, name: str, *, clock: Clock | None = None) -> Stud
     summary = summarise(study, spec)
     metrics = {"best_value": summary.best_value, "pbo": summary.pbo, "dsr": summary.dsr,
                "best_per_bar_sharpe": summary.best_per_bar_sharpe, "total_trials": float(summary.total_trials),
+               "min_ppo_updates": None if summary.min_ppo_updates is None else float(summary.min_ppo_updates),
+               "trials_with_evidence": float(summary.with_evidence),
                **{f"trials_{k.lower()}": float(v) for k, v in summary.trials_by_state.items()},
                **{f"importance.{k}": v for k, v in summary.importances.items()}}
     tags = {"cappuccino.best_trial": str(summary.best_trial), "cappuccino.stopped_early": str(summary.stopped_early),

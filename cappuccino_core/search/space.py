@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import optuna
 
+from cappuccino_core.agents.budget import BudgetError, envs_for_budget
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.env.config import EnvConfig
 
@@ -25,18 +26,38 @@ def suggest_timeframe(trial: optuna.Trial, intervals: tuple[str, ...], lookbacks
     return trial.suggest_categorical("interval", list(intervals)), int(trial.suggest_categorical("lookback", list(lookbacks)))
 
 
+def feasible_rollouts(base_ppo: PPOConfig) -> tuple[int, ...]:
+    """The rollout lengths with which the budget still gives ``MIN_PPO_UPDATES`` updates.
+
+    Raises:
+        BudgetError: no rollout length does (the budget is too small for any trial to learn).
+    """
+    feasible = []
+    for rollout in ROLLOUT_CHOICES:
+        try:
+            envs_for_budget(base_ppo.total_steps, rollout, base_ppo.num_envs)
+        except BudgetError:
+            continue
+        feasible.append(rollout)
+    if not feasible:
+        envs_for_budget(base_ppo.total_steps, ROLLOUT_CHOICES[0], base_ppo.num_envs)  # raises, saying by how much
+    return tuple(feasible)
+
+
 def suggest_training(trial: optuna.Trial, base_ppo: PPOConfig, base_env: EnvConfig) -> tuple[PPOConfig, EnvConfig]:
     """Phase 3: PPO and environment hyperparameters around the base configs.
 
-    ``num_envs`` and ``total_steps`` (the budget) stay at the base values; batch = num_envs x
-    rollout, and the minibatch size is the batch over the searched number of minibatches
-    (``PPOConfig`` checks that it divides).
+    ``total_steps`` (the budget) stays at the base value. ``num_envs`` is the base value scaled
+    down (``budget.envs_for_budget``) so that every suggestion gets at least ``MIN_PPO_UPDATES``
+    updates; rollouts that cannot are not offered. Batch = num_envs x rollout, and the minibatch
+    size is the batch over the searched number of minibatches (``PPOConfig`` checks that it divides).
     """
     width = trial.suggest_categorical("hidden_width", list(HIDDEN_WIDTHS))
     depth = trial.suggest_int("hidden_depth", 1, 3)
-    rollout = trial.suggest_categorical("rollout_steps", list(ROLLOUT_CHOICES))
+    rollout = trial.suggest_categorical("rollout_steps", list(feasible_rollouts(base_ppo)))
+    num_envs = envs_for_budget(base_ppo.total_steps, rollout, base_ppo.num_envs)
     # Searched as minibatches per epoch so every choice divides every batch; the size follows.
-    minibatch = base_ppo.num_envs * rollout // trial.suggest_categorical("minibatches", list(MINIBATCH_COUNTS))
+    minibatch = num_envs * rollout // trial.suggest_categorical("minibatches", list(MINIBATCH_COUNTS))
     ppo = replace(
         base_ppo,
         learning_rate=trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True),
@@ -44,6 +65,7 @@ def suggest_training(trial: optuna.Trial, base_ppo: PPOConfig, base_env: EnvConf
         minibatch_size=minibatch,
         update_epochs=trial.suggest_int("update_epochs", 2, 8),
         rollout_steps=rollout,
+        num_envs=num_envs,
         gamma=trial.suggest_float("gamma", 0.9, 0.999),
         gae_lambda=trial.suggest_float("gae_lambda", 0.8, 0.99),
         clip_coef=trial.suggest_float("clip_coef", 0.1, 0.3),

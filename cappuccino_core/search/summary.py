@@ -53,6 +53,10 @@ class StudySummary:
     importances: dict[str, float] = field(default_factory=dict)
     importance_method: str = IMPORTANCE_METHOD
     importance_reason: str | None = None
+    min_ppo_updates: int | None = None
+    max_ppo_updates: int | None = None
+    min_completed_episodes: int | None = None
+    with_evidence: int = 0
 
     @property
     def total_trials(self) -> int:
@@ -91,7 +95,16 @@ def summarise(study: optuna.Study, spec: StudySpec, *, pbo_splits: int = 16) -> 
         best_per_bar_sharpe=dsr.observed_sharpe if isinstance(dsr, DSRResult) else None,
         sr0=dsr.sr0 if isinstance(dsr, DSRResult) else None,
         importances=importances, importance_reason=importance_reason,
+        min_ppo_updates=_extreme(trials, "ppo_updates", min), max_ppo_updates=_extreme(trials, "ppo_updates", max),
+        min_completed_episodes=_extreme(done, "completed_episodes", min),
+        with_evidence=sum(bool(t.user_attrs.get("evidence", {}).get("passed")) for t in done),
     )
+
+
+def _extreme(trials: list[optuna.trial.FrozenTrial], attr: str, pick) -> int | None:
+    """``pick`` (min or max) of a recorded per-trial count over the trials that have it; None if none does."""
+    values = [int(t.user_attrs[attr]) for t in trials if attr in t.user_attrs]
+    return pick(values) if values else None
 
 
 def _pbo(returns: list[np.ndarray], n_splits: int) -> PBOResult | str:

@@ -28,7 +28,7 @@ from flows.pipeline import STAGES, PipelineParams, PipelineStageError, pipeline
 
 TINY = RunOverrides(
     history_days=70, synthetic_plant_strength=2.0, holdout_weeks=2.0, replay_weeks=1.0,
-    search_intervals=["1h"], search_lookbacks=[10, 20], timeframe_trials=2, timeframe_steps=4096,
+    search_intervals=["1h"], search_lookbacks=[10, 20], timeframe_trials=2, timeframe_steps=5120,
     train_trials=6, train_steps=16384, train_folds=1, train_envs=64, prune_trials=False, candidates=6,
     sandbox_days=2.0,
 )

@@ -15,8 +15,8 @@ from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD")
 
-TINY_PPO = PPOConfig(total_steps=1024, num_envs=16, rollout_steps=16, minibatch_size=128, update_epochs=1,
-                     hidden_sizes=(16,), eval_every_updates=2)
+TINY_PPO = PPOConfig(total_steps=20 * 256, num_envs=16, rollout_steps=16, minibatch_size=128, update_epochs=1,
+                     hidden_sizes=(16,), eval_every_updates=10)  # the floor of 20 updates, on a tiny network
 
 
 def fill_store(root: Path, *, days: int, plant: float = 1.0, seed: int = 3, symbols=SYMBOLS) -> BarStore:

@@ -52,7 +52,7 @@ def test_a_trial_trains_one_agent_per_fold_and_reports_each_fold(random_walk_pan
     env = EnvConfig(lookback=8, episode_bars=32, num_envs=TINY_PPO.num_envs)
     seen = []
     result = validate_trial(random_walk_panel, env_config=env, ppo_config=TINY_PPO, seed=1,
-                            protocol=ProtocolConfig(n_folds=2, window_hours=24), created_at=NOW,
+                            protocol=ProtocolConfig(n_folds=2, window_hours=24, min_train_rows=100), created_at=NOW,
                             progress=lambda fold, step, score: seen.append((fold, step)))
     assert len(result.folds) == 2 and len(result.fold_scores) == 2
     assert {fold for fold, _ in seen} == {0, 1}
@@ -69,7 +69,7 @@ def test_an_undefined_fold_score_fails_the_trial_rather_than_being_dropped(rando
     env = EnvConfig(lookback=8, episode_bars=32, num_envs=TINY_PPO.num_envs)
     with pytest.raises(UndefinedScoreError, match="fold 0"):
         validate_trial(random_walk_panel, env_config=env, ppo_config=TINY_PPO, seed=1,
-                       protocol=ProtocolConfig(n_folds=2, window_hours=24), created_at=NOW, fit=fit_without_score)
+                       protocol=ProtocolConfig(n_folds=2, window_hours=24, min_train_rows=100), created_at=NOW, fit=fit_without_score)
 
 
 def test_episodes_shrink_to_fit_a_short_fold_and_too_few_rows_are_refused() -> None:

@@ -23,7 +23,7 @@ from cappuccino_core.search import runner
 from cappuccino_core.search.market import PanelCache
 from cappuccino_core.search.objective import decode_returns
 from cappuccino_core.search.protocol import fold_validation, plan_folds, trial_score
-from cappuccino_core.search.retrain import retrain_and_register
+from cappuccino_core.search.candidates import register_candidates
 from cappuccino_core.search.spec import PrunerConfig
 from tests.search.conftest import SYMBOLS, tiny
 
@@ -83,7 +83,7 @@ def test_timeframe_then_training_study_every_trial_is_one_child_run_and_reproduc
 
     # Every complete trial's fold checkpoints load through the registry loader and reproduce its score.
     panel = PanelCache(small_store, spec).search(spec.interval)
-    folds = plan_folds(panel, spec.lookback, spec.protocol)
+    folds = plan_folds(panel, spec.lookback, spec.protocol, period_start=spec.split.search_start)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert complete, "no complete trial to check"
     for trial in complete:
@@ -102,11 +102,19 @@ def test_timeframe_then_training_study_every_trial_is_one_child_run_and_reproduc
         np.testing.assert_allclose(decode_returns(trial.user_attrs["excess_returns"]), np.concatenate(returns), rtol=1e-6, atol=1e-9)
         assert client.get_run(run_id).data.metrics["score"] == pytest.approx(trial.value)
 
-    # The best two are refitted on the whole search period and registered; re-running registers nothing new.
-    candidates = retrain_and_register(study, spec, PanelCache(small_store, spec), tracker, CLOCK)
+    # Only trials with validation evidence become candidates; the tiny budget shows little, so the
+    # registry path is exercised without the evidence rule, and re-running registers nothing new.
+    selection = register_candidates(study, spec, tracker)
+    shown = sum(t.user_attrs["evidence"]["passed"] for t in complete)
+    assert (selection.with_evidence, len(selection.candidates)) == (shown, min(2, shown))
+    assert selection.refused == len(complete) - shown
+    candidates = list(register_candidates(study, spec, tracker, require_evidence=False).candidates)
     assert len(candidates) == min(2, len(complete))
-    again = retrain_and_register(study, spec, PanelCache(small_store, spec), tracker, CLOCK)
+    again = register_candidates(study, spec, tracker, require_evidence=False).candidates
     assert [c.version for c in again] == [c.version for c in candidates]
+    version = client.get_model_version("cappuccino-ppo", candidates[0].version)
+    assert version.tags["provenance"] == "validated_fold" and version.run_id == candidates[0].run_id
+    assert candidates[0].run_id == study.trials[candidates[0].trial].user_attrs["mlflow_run_id"]  # the validated network's run
     assert len(_children(client, tracker.experiment_id, tracker.parent_run_id)) == len(trials)
     loaded = load_policy(f"models:/cappuccino-ppo/{candidates[0].version}", panel, tracking_uri=loc.tracking_uri,
                          expected_study="train")
