@@ -277,3 +277,94 @@ def bench_make_run() -> dict:
     out["make_run_promoted"] = len(report["arena"]["promoted_here"])
     out["make_run_green_light"] = report["green_light"]["status"]
     return out
+
+
+RISK_CHOICES = {
+    "off": {"stop_loss": None, "max_position_fraction": None, "portfolio_trailing_stop": None, "profit_take_threshold": None},
+    "owner": {"portfolio_trailing_stop": 0.015, "profit_take_threshold": 0.03},  # the owner's first values
+    "owner_pts10_no_pt": {"portfolio_trailing_stop": 0.10, "profit_take_threshold": None},
+    "stop_and_cap_only": {"portfolio_trailing_stop": None, "profit_take_threshold": None},
+    "default": {},  # RiskConfig(): 10 % stop, 30 % cap, 10 % portfolio trailing stop, +20 % profit-take
+}
+
+
+def bench_risk() -> dict:
+    """How much of a planted edge each risk-layer choice keeps, trained and scored under that choice.
+
+    The demo's market (plant 2.0, a year of 1h bars), the demo's trial budget (20 PPO updates),
+    lookback 20; trained on the first half of the search period and scored on the 11 weekly
+    arena windows after it, 2 seeds per choice. ``risk_<choice>_weekly_alpha`` is the mean
+    weekly alpha over buy and hold; ``risk_<choice>_edge_kept`` divides it by the alpha with the
+    layers off.
+    """
+    from dataclasses import replace
+
+    from cappuccino_core.agents.fit import AgentPolicy, ValidationSet, evaluate_policy, fit_agent
+    from cappuccino_core.trading.risk_config import RiskConfig
+
+    market = SyntheticMarketConfig(seed=7, plant_strength=2.0)
+    panel = build_panel(generate_bars(market, market.origin, market.origin + timedelta(days=365)), interval=Interval.H1)
+    search = panel.num_bars - 13 * 168
+    cut, lookback = search // 2, 20
+    validation = ValidationSet(panel.rows(cut + 2, search), horizon=168)
+    holdout = ValidationSet(panel.rows(search - lookback + 1, panel.num_bars - 168), horizon=168)
+    ppo = PPOConfig(total_steps=40_960, num_envs=64, rollout_steps=32, minibatch_size=512, eval_every_updates=10**6)
+    out: dict = {}
+    for name, changes in RISK_CHOICES.items():
+        env = EnvConfig(lookback=lookback, num_envs=64).with_risk(replace(RiskConfig(), **changes))
+        alphas, scores, fires = [], [], []
+        for seed in (0, 1):
+            fit = fit_agent(panel.rows(0, cut), env_config=env, ppo_config=ppo, seed=seed,
+                            created_at=datetime(2026, 1, 1, tzinfo=UTC), validation=validation)
+            score, reports = evaluate_policy(AgentPolicy(fit.agent), holdout, fit.normalizer, fit.env_config)
+            alphas.append(float(np.mean([r.metrics.alpha for r in reports])))
+            scores.append(score)
+            fires.append(sum(r.risk_counts.get("portfolio_trailing_stop", 0) for r in reports) / len(reports))
+        out[f"risk_{name}_weekly_alpha"] = round(float(np.mean(alphas)), 4)
+        out[f"risk_{name}_holdout_excess_sharpe"] = round(float(np.mean(scores)), 2)
+        out[f"risk_{name}_portfolio_stops_per_week"] = round(float(np.mean(fires)), 2)
+    for name in RISK_CHOICES:
+        out[f"risk_{name}_edge_kept"] = round(out[f"risk_{name}_weekly_alpha"] / out["risk_off_weekly_alpha"], 3)
+    return out
+
+
+def _demo_runs(seeds: list[int], plant: float) -> list[dict]:
+    from benchmarks.demo_runs import run_one
+
+    return [run_one(seed, plant) for seed in seeds]
+
+
+DEMO_SEEDS = [1, 2, 3, 4, 5]
+NOEDGE_SEEDS = [101, 102, 103, 104, 105, 106, 107, 108, 109, 110]
+
+
+def bench_demo_seeds() -> dict:
+    """``cappuccino run --demo`` on 5 market seeds: promotion rate, each promoted king's evidence, selection."""
+    runs = _demo_runs(DEMO_SEEDS, 2.0)
+    done = [r for r in runs if "error" not in r]
+    promoted = [r for r in done if r["promoted"]]
+    spearmans = [r["selection_spearman"] for r in done if r["selection_spearman"] is not None]
+    return {
+        "demo_runs": len(runs), "demo_failed_runs": len(runs) - len(done),
+        "demo_promotion_rate": f"{len(promoted)}/{len(runs)}",
+        "demo_king_holdout_excess_sharpe": {str(r["seed"]): r["king_holdout_excess_sharpe"] for r in done},
+        "demo_king_holdout_ci_low": {str(r["seed"]): r["king_holdout_ci_low"] for r in done},
+        "selection_spearman": round(float(np.mean(spearmans)), 3) if spearmans else None,
+        "selection_spearman_per_seed": {str(r["seed"]): r["selection_spearman"] for r in done},
+        "min_ppo_updates": min((r["min_ppo_updates"] for r in done), default=None),
+        "demo_timeframes": {str(r["seed"]): r["timeframe"] for r in done},
+        "demo_seconds_per_run": {str(r["seed"]): r["seconds"] for r in runs},
+    }
+
+
+def bench_noedge() -> dict:
+    """The same pipeline with the plant off (strength 0) on 10 market seeds: how often does it promote?"""
+    runs = _demo_runs(NOEDGE_SEEDS, 0.0)
+    done = [r for r in runs if "error" not in r]
+    return {
+        "noedge_runs": len(done), "noedge_failed_runs": len(runs) - len(done),
+        "noedge_promotions": sum(r["promoted"] for r in done),
+        "noedge_promotion_rate": f"{sum(r['promoted'] for r in done)}/{len(done)}",
+        "noedge_candidates_per_run": {str(r["seed"]): r["candidates"] for r in done},
+        "noedge_edge_tests": sum(len(r["edge_tests"]) for r in done),
+    }

@@ -40,7 +40,7 @@ from flows.timeframe_search import TimeframeParams, timeframe_search
 from flows.tournament import TournamentParams, tournament
 from flows.train import TrainParams, train
 from tasks import lifecycle as lifecycle_tasks
-from tasks.pipeline import judge_replay_green_light, record_report, replay_sandbox, study_promotions
+from tasks.pipeline import judge_replay_green_light, record_report, replay_sandbox, selection_report, study_promotions
 from tasks.search import data_gate
 
 STAGES = ("ingest", "gate", "timeframe", "train", "tournament", "sandbox", "green_light", "report")
@@ -139,14 +139,22 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
             site = lifecycle_tasks.open_site(settings)
             green = lifecycle_tasks.judge_live_gate(site, site.now())
     history = arena_status(settings, arena_id=params.arena, last=10**6)
+    matches = history["last_matches"][::-1]  # oldest first
+    selected = selection_report(settings, trained.candidates, matches, promoted)
+    king = selected["king"] or {}
+    trained.summary.update({k: v for k, v in selected["selection"].items() if k != "holdout_scores"})
     report = PipelineReport(
         name=name, mode="offline replay" if offline else "live sandbox", stage_seconds=seconds,
         data={"source": ingested.source, "window_start": ingested.window_start.isoformat(),
               "window_end": ingested.window_end.isoformat(), "gate": gate, "split": spec.split.to_dict()},
         timeframe={"study": found.study, "choice": found.choice, "summary": found.summary},
-        training={"study": trained.study, "summary": trained.summary, "candidates": trained.candidates},
+        training={"study": trained.study, "summary": trained.summary, "candidates": trained.candidates,
+                  "selection": trained.selection, "holdout_scores": selected["selection"]["holdout_scores"]},
         arena={**{k: v for k, v in played.status.items() if k != "last_matches"}, "admitted": played.admitted,
-               "played": len(played.played), "history": history["last_matches"][::-1], "promoted_here": promoted},
+               "played": len(played.played), "history": matches, "promoted_here": promoted,
+               "edge_tests": selected["edge_tests"], "edge_tested_king": king.get("king"),
+               "king_holdout_excess_sharpe": king.get("king_score"), "king_holdout_ci_low": king.get("ci_low"),
+               "king_holdout_bars": king.get("bars")},
         sandbox=sandbox, green_light=green,
     )
     with _stage("report", seconds):

@@ -12,6 +12,7 @@ from cappuccino_core.lifecycle.production import production_trader_id
 from cappuccino_core.lifecycle.replay import replay_green_light, replay_lifecycle
 from cappuccino_core.pipeline.offline import open_study_replay, run_results
 from cappuccino_core.pipeline.report import write_report
+from cappuccino_core.pipeline.selection import king_evidence, selection_statistics
 from cappuccino_core.registry.models import version_uri, versions_of_study
 from cappuccino_core.tracking.store import client, ensure_store, tracking_uri
 from tasks.retry import retry_on
@@ -24,6 +25,19 @@ def study_promotions(settings: Settings, study: str, promoted: list[str]) -> lis
     ensure_store(uri)
     ours = {version_uri(v.name, v.version) for v in versions_of_study(client(uri), study, settings.model_name)}
     return [m for m in promoted if m in ours]
+
+
+@task(cache_policy=NONE)
+def selection_report(settings: Settings, candidates: list[dict[str, Any]], matches: list[dict[str, Any]],
+                     promoted_here: list[str]) -> dict[str, Any]:
+    """Validation vs holdout rank correlation of the candidates, and the edge tests of this study's kings."""
+    tests = king_evidence(matches)
+    ours = {f"models:/{settings.model_name}/{c['version']}" for c in candidates}
+    mine = [t for t in tests if t["king"] in ours]
+    promoted = [t for t in mine if t["king"] in promoted_here]
+    king = (promoted or mine or [None])[0]
+    return {"selection": selection_statistics(candidates, matches, settings.model_name), "edge_tests": mine,
+            "king": king}
 
 
 @task(cache_policy=NONE)

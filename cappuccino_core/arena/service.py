@@ -20,6 +20,7 @@ from typing import Any
 from cappuccino_core.arena.admission import admit_candidates
 from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.match import MatchResult
+from cappuccino_core.arena.promotion import EdgeTestResult
 from cappuccino_core.arena.mirror import ArenaMirror, mirror_match, mirror_pending
 from cappuccino_core.arena.state import ArenaStatus
 from cappuccino_core.arena.store import ArenaStore
@@ -176,7 +177,17 @@ def match_summary(result: MatchResult) -> dict[str, Any]:
         "outcome": str(result.outcome), "winner": result.winner_id, "streak": result.streak_after,
         "promoted": result.promoted_id, "rejected": result.rejected_id, "market": result.market,
         "window_seed": result.seed, "forfeit": result.king_forfeit or result.challenger_forfeit,
-        "played_at": _iso(result.played_at),
+        "played_at": _iso(result.played_at), "windows": len(result.window_starts), "window_bars": result.window_bars,
+        "edge_test": None if result.edge_test is None else _edge_summary(result.edge_test),
+    }
+
+
+def _edge_summary(edge: EdgeTestResult) -> dict[str, Any]:
+    """The edge test as the report shows it: verdict, reasons, the king's score and interval, the baselines."""
+    return {
+        "passed": edge.passed, "reasons": list(edge.reasons), "bars": edge.bars, "windows": len(edge.window_starts),
+        "king_score": edge.king_score, "mean_excess": edge.mean_excess, "ci_low": edge.ci_low, "ci_high": edge.ci_high,
+        "confidence": edge.confidence, "baselines": {b.name: b.score for b in edge.baseline_scores},
     }
 
 

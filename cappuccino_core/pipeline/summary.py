@@ -17,16 +17,29 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
         f"search until {split['search_end'][:10]}, arena holdout until {split['holdout_end'][:10]}, "
         f"replay until {split['replay_end'][:10]}",
         f"timeframe: {choice['interval']} x lookback {choice['lookback']} (best mean score {fmt_number(choice.get('score'))}; "
-        f"{choice.get('trials')} trials in study {doc['timeframe']['study']})",
+        f"{choice.get('trials')} trials in study {doc['timeframe']['study']}; margin over the runner-up "
+        f"{fmt_number(choice.get('margin_in_stderr'))} standard errors)",
+        "timeframe cells (mean ± sd, trials): " + ", ".join(
+            f"{a['interval']}x{a['lookback']} {a['mean_score']:.1f}±{fmt_number(a.get('std_score'))} ({a['trials']})"
+            for a in choice.get("alternatives", [])),
         f"training: study {doc['training']['study']}: trials " + ", ".join(
             f"{k.lower()} {v}" for k, v in training["trials_by_state"].items() if v)
         + f"; best validation score {fmt_number(training['best_value'])} (trial {training['best_trial']})",
         f"overfitting: PBO {fmt_number(training['pbo']) if training['pbo'] is not None else 'n/a (' + str(training['pbo_reason']) + ')'}; "
         f"DSR {fmt_number(training['dsr'])} over {training['dsr_tests']} trials tried",
-        f"candidates: {len(doc['training']['candidates'])} registered",
+        f"budget: at least {training.get('min_ppo_updates')} PPO updates per trial "
+        f"(at least {training.get('min_completed_episodes')} finished training episodes)",
+        f"candidates: {len(doc['training']['candidates'])} registered, the validated networks of trials with "
+        f"evidence of an edge ({training.get('with_evidence')} of {training['trials_by_state'].get('COMPLETE')} complete trials)",
+        f"selection: validation vs arena holdout Spearman {fmt_number(training.get('selection_spearman'))} over "
+        f"{training.get('selection_n')} candidates (95% interval {_interval(training.get('selection_spearman_ci95'))})",
         f"arena: king {arena.get('king')} with streak {arena.get('streak')}; {arena.get('matches_played')} matches, "
         f"{arena.get('promoted')} promoted in all; promoted from this study: {', '.join(arena.get('promoted_here') or []) or 'none'}",
     ]
+    if arena.get("edge_tested_king"):
+        lines.append(f"edge test of {arena['edge_tested_king']}: excess Sharpe {fmt_number(arena.get('king_holdout_excess_sharpe'))} "
+                     f"on {arena.get('king_holdout_bars')} confirmation bars, bootstrap lower bound of the mean excess "
+                     f"{fmt_number(arena.get('king_holdout_ci_low'))}")
     sandbox = doc["sandbox"] or {}
     for label, result in [("sandbox", r) for r in sandbox.get("sandbox_results") or []] + (
             [("paper production", sandbox["production_results"])] if sandbox.get("production_results") else []):
@@ -50,6 +63,12 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
                      f"run {report.get('mlflow_run_id')})")
     lines.append("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in doc["stage_seconds"].items()))
     return lines
+
+
+def _interval(bounds: Any) -> str:
+    if not bounds or bounds[0] is None:
+        return "undefined"
+    return f"{bounds[0]:.2f} .. {bounds[1]:.2f}"
 
 
 def _perf(metrics: dict[str, Any]) -> str:
