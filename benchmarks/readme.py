@@ -95,11 +95,29 @@ FIGURES: dict[str, Figure] = {
     "make_run_seconds": Figure("s", "End-to-end `make run` on the synthetic market, excluding the virtualenv install."),
     "make_run_promoted": Figure("models", "Models of the demo's training study the arena promoted (20 consecutive wins and the edge test)."),
     "make_run_green_light": Figure("status", "The demo's green-light status for its paper-production model at the end of the replay."),
+    # the demo over several markets (bench_demo_seeds, bench_noedge: benchmarks/demo_runs.py)
+    "demo_runs": Figure("runs", "`cappuccino run --demo` runs on market seeds 1-5 (plant 2.0), each in a fresh home."),
+    "demo_failed_runs": Figure("runs", "Demo runs that did not finish."),
+    "demo_promotion_rate": Figure("runs", "Demo runs in which the arena promoted a model of the run's study (20 straight wins and the edge test)."),
+    "demo_king_holdout_excess_sharpe": Figure("Sharpe", "Per seed: the edge-tested king's excess Sharpe on the 4 confirmation weeks no selection saw (promoted king first)."),
+    "demo_king_holdout_ci_low": Figure("per bar", "Per seed: the 95% stationary-bootstrap lower bound of that king's mean per-bar excess return on the confirmation weeks."),
+    "selection_spearman": Figure("rho", "Mean over the demo seeds of Spearman's rho between the candidates' validation scores and their arena holdout scores."),
+    "selection_spearman_per_seed": Figure("rho", "Spearman's rho of validation vs holdout scores of each demo run's candidates."),
+    "min_ppo_updates": Figure("updates", "Fewest PPO updates of any trial in the demo runs' studies (the floor is 20)."),
+    "demo_timeframes": Figure("", "Interval x lookback each demo run's timeframe grid chose."),
+    "demo_seconds_per_run": Figure("s", "Wall time of each demo run (measured while other work shared the 2 cores: an upper bound)."),
+    "noedge_runs": Figure("runs", "The demo pipeline with the plant off (strength 0), market seeds 101-110."),
+    "noedge_failed_runs": Figure("runs", "No-edge runs that did not finish."),
+    "noedge_promotions": Figure("models", "Models promoted over all no-edge runs (the target: at most 1 in 20 runs)."),
+    "noedge_promotion_rate": Figure("runs", "No-edge runs with a promotion, over the runs."),
+    "noedge_candidates_per_run": Figure("models", "Per no-edge seed: trials with validation evidence of an edge, registered as candidates."),
+    "noedge_edge_tests": Figure("tests", "Edge tests run over all no-edge runs (a king needs 20 straight wins first)."),
 }
 """Exact figure keys of ``benchmarks/results.json``; an exact key wins over a prefix rule."""
 
 FIGURE_PREFIXES: dict[str, Figure] = {
     "stage_seconds_": Figure("s", "Wall time of the `{suffix}` stage of `make run` on the synthetic market."),
+    "risk_": Figure("", "Risk-layer choice and figure `{suffix}`: the demo's trial budget trained and scored on 11 weekly holdout windows of the planted market under that choice (2 seeds; `edge_kept` = weekly alpha / alpha with the layers off)."),
 }
 """Families of figure keys; ``{suffix}`` in the description is the rest of the key."""
 
@@ -230,6 +248,8 @@ def figure_text(value: Any) -> str:
         if value.is_integer() and abs(value) < 1e15:
             return f"{int(value):,}"
         return f"{float(f'{value:.4g}'):,.10g}" if abs(value) >= 1 else f"{value:.4g}"
+    if isinstance(value, Mapping):  # per-seed figures: "seed: value" pairs
+        return ", ".join(f"{k}: {figure_text(v)}" for k, v in value.items())
     return str(value)
 
 

@@ -340,7 +340,11 @@ NOEDGE_SEEDS = [101, 102, 103, 104, 105, 106, 107, 108, 109, 110]
 
 def bench_demo_seeds() -> dict:
     """``cappuccino run --demo`` on 5 market seeds: promotion rate, each promoted king's evidence, selection."""
-    runs = _demo_runs(DEMO_SEEDS, 2.0)
+    return demo_seed_figures(_demo_runs(DEMO_SEEDS, 2.0))
+
+
+def demo_seed_figures(runs: list[dict]) -> dict:
+    """The ``demo_seeds`` figures from ``benchmarks.demo_runs`` runs."""
     done = [r for r in runs if "error" not in r]
     promoted = [r for r in done if r["promoted"]]
     spearmans = [r["selection_spearman"] for r in done if r["selection_spearman"] is not None]
@@ -359,7 +363,11 @@ def bench_demo_seeds() -> dict:
 
 def bench_noedge() -> dict:
     """The same pipeline with the plant off (strength 0) on 10 market seeds: how often does it promote?"""
-    runs = _demo_runs(NOEDGE_SEEDS, 0.0)
+    return noedge_figures(_demo_runs(NOEDGE_SEEDS, 0.0))
+
+
+def noedge_figures(runs: list[dict]) -> dict:
+    """The ``noedge`` figures from ``benchmarks.demo_runs`` runs."""
     done = [r for r in runs if "error" not in r]
     return {
         "noedge_runs": len(done), "noedge_failed_runs": len(runs) - len(done),

@@ -163,3 +163,21 @@ def test_a_failed_stage_names_itself_keeps_what_was_done_and_a_rerun_resumes(
 
 def before_production(home: Path) -> str | None:
     return LifecycleStore(make_engine(default_database_url(home))).holder(Role.PRODUCTION)
+
+
+@pytest.mark.slow
+def test_on_a_market_without_an_edge_no_trial_enters_the_arena_and_the_run_says_so(
+        prefect_harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "no-edge-home"
+    monkeypatch.setenv("CAPPUCCINO_HOME", str(home))
+    monkeypatch.setenv("CAPPUCCINO_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    no_edge = TINY.model_copy(update={"synthetic_plant_strength": 0.0, "synthetic_seed": 101})
+    report = pipeline(params=PipelineParams(name="flat", promotion_streak=2, overrides=no_edge))
+
+    summary = report.training["summary"]
+    assert summary["trials_by_state"]["COMPLETE"] == TINY.train_trials
+    assert len(report.training["candidates"]) == summary["with_evidence"] <= 1
+    assert report.arena["promoted_here"] == [] and report.sandbox["sandbox_results"] == []
+    assert report.green_light["status"] == "no_production"
+    assert (Path(report.report["folder"]) / "report.html").exists()
