@@ -112,7 +112,7 @@ def replay_returns(
     if np.any(np.diff(rows) <= 0):
         raise ValueError("replay marks must be strictly increasing")
     traded = model if risk is None else model.with_risk(risk)
-    config = replace(traded.env_config, initial_cash=initial_cash)
+    config = replace(traded.env_config, initial_cash=initial_cash, start_invested=False)  # an account starts in cash
     report = backtest(traded.policy, panel, traded.normalizer, config, start_row=int(rows[0]),
                       bars=int(rows[-1] - rows[0]))
     equity = report.equity[rows - rows[0]]

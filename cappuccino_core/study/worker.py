@@ -148,7 +148,12 @@ def run_worker(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)  # fail_stale_trials is "experimental"
-            optuna.storages.fail_stale_trials(study)  # crashed trials of earlier workers: FAIL (+ retry)
+            try:
+                optuna.storages.fail_stale_trials(study)  # crashed trials of earlier workers: FAIL (+ retry)
+            except TrialCapReached as exc:
+                # The stale trial is FAIL already; only its retry found no room (a queued grid can fill
+                # the cap from the start). The queued trials still run below.
+                logger.warning("study %r: a crashed trial was failed but not retried: %s", study.study_name, exc)
         study.optimize(
             recording_errors(objective),
             n_trials=max_trials,

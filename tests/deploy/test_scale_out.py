@@ -52,7 +52,7 @@ def study(tmp_path: Path, postgres_url: str, mlflow_database: str) -> Iterator[t
     loc = runner.StudyLocation(postgres_url, mlflow_database, home)
     store = fill_store(home / "store", days=70)
     settings = Settings(home=home, symbols=SYMBOLS, holdout_weeks=2, train_folds=1)
-    spec = tiny(runner.timeframe_spec(settings, store, name, trials=CAP), total_steps=4096)
+    spec = tiny(runner.timeframe_spec(settings, store, name, trials=CAP), total_steps=5120)  # the floor: 20 updates
     spec = replace(spec, intervals=(Interval.H1,), lookbacks=(8, 12), pruner=PrunerConfig(enabled=False))
     runner.prepare(spec, loc, store)
     yield loc, name

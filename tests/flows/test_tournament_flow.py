@@ -29,7 +29,7 @@ def test_the_flow_admits_new_candidates_plays_pending_matches_and_mirrors_them(p
     first = training_study(registry, "train-a", holdout_weeks=3)
     versions = [register_random_candidate(registry, first, i, seed=i) for i in range(3)]
 
-    report = tournament(params=TournamentParams())
+    report = tournament(params=TournamentParams(window_bars=8))
     assert report.admitted == [version_uri(MODEL, v) for v in versions]
     assert [m["challenger"] for m in report.played] == report.admitted[1:]
     assert report.status["king"] == report.played[-1]["winner"] and report.status["waiting"] == 0
@@ -37,11 +37,11 @@ def test_the_flow_admits_new_candidates_plays_pending_matches_and_mirrors_them(p
 
     later = training_study(registry, "train-b", holdout_weeks=2)  # a later study's candidates keep entering
     newcomers = [register_random_candidate(registry, later, i, seed=10 + i) for i in range(2)]
-    second = tournament(params=TournamentParams())
+    second = tournament(params=TournamentParams(window_bars=8))
     assert second.admitted == [version_uri(MODEL, v) for v in newcomers]
     assert [m["match"] for m in second.played] == [3, 4] and {m["market"] for m in second.played} == {"train-b"}
 
-    again = tournament(params=TournamentParams())  # nothing new: nothing happens
+    again = tournament(params=TournamentParams(window_bars=8))  # nothing new: nothing happens
     assert (again.admitted, again.played, again.repaired_mirror) == ([], [], 0)
 
     status = arena_status(load_settings())
@@ -59,6 +59,6 @@ def test_the_flow_admits_new_candidates_plays_pending_matches_and_mirrors_them(p
 
 
 def test_the_flow_refuses_an_arena_reopened_with_other_rules(prefect_harness, registry) -> None:
-    tournament(params=TournamentParams(arena="strict"))
+    tournament(params=TournamentParams(arena="strict", window_bars=8))
     with pytest.raises(ValueError, match="other rules"):
-        tournament(params=TournamentParams(arena="strict", promotion_streak=5))
+        tournament(params=TournamentParams(arena="strict", window_bars=8, promotion_streak=5))
