@@ -36,7 +36,8 @@ def run_one(seed: int, plant: float) -> dict:
     """Run the demo pipeline on market ``seed`` with ``plant``; return its headline figures."""
     with tempfile.TemporaryDirectory(prefix=f"demo-{seed}-") as tmp:
         env = {**os.environ, "CAPPUCCINO_HOME": str(Path(tmp) / "home"), "CAPPUCCINO_CONFIG": str(Path(tmp) / "absent.toml"),
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true",
+               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
         for name in ("MLFLOW_TRACKING_URI", "CAPPUCCINO_STUDY_STORAGE"):
             env.pop(name, None)
         started = time.perf_counter()

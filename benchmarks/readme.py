@@ -112,12 +112,16 @@ FIGURES: dict[str, Figure] = {
     "noedge_promotion_rate": Figure("runs", "No-edge runs with a promotion, over the runs."),
     "noedge_candidates_per_run": Figure("models", "Per no-edge seed: trials with validation evidence of an edge, registered as candidates."),
     "noedge_edge_tests": Figure("tests", "Edge tests run over all no-edge runs (a king needs 20 straight wins first)."),
+    # risk layers (bench_risk): per choice off | owner (1.5 % portfolio stop, +3 % profit-take) | owner_pts10_no_pt | stop_and_cap_only | default
+    "risk_weekly_alpha": Figure("fraction", "Per risk choice: mean weekly alpha over buy and hold of the demo's trial budget, trained and scored under that choice on 11 weekly holdout windows of the planted market (2 seeds)."),
+    "risk_edge_kept": Figure("fraction", "Per risk choice: its weekly alpha over the alpha with the layers off."),
+    "risk_holdout_excess_sharpe": Figure("Sharpe", "Per risk choice: holdout excess Sharpe of the same runs."),
+    "risk_portfolio_stops_per_week": Figure("stops/week", "Per risk choice: portfolio trailing stops fired per weekly window."),
 }
 """Exact figure keys of ``benchmarks/results.json``; an exact key wins over a prefix rule."""
 
 FIGURE_PREFIXES: dict[str, Figure] = {
     "stage_seconds_": Figure("s", "Wall time of the `{suffix}` stage of `make run` on the synthetic market."),
-    "risk_": Figure("", "Risk-layer choice and figure `{suffix}`: the demo's trial budget trained and scored on 11 weekly holdout windows of the planted market under that choice (2 seeds; `edge_kept` = weekly alpha / alpha with the layers off)."),
 }
 """Families of figure keys; ``{suffix}`` in the description is the rest of the key."""
 

@@ -309,7 +309,7 @@ def bench_risk() -> dict:
     validation = ValidationSet(panel.rows(cut + 2, search), horizon=168)
     holdout = ValidationSet(panel.rows(search - lookback + 1, panel.num_bars - 168), horizon=168)
     ppo = PPOConfig(total_steps=40_960, num_envs=64, rollout_steps=32, minibatch_size=512, eval_every_updates=10**6)
-    out: dict = {}
+    figures: dict[str, dict[str, float]] = {key: {} for key in RISK_FIGURES}
     for name, changes in RISK_CHOICES.items():
         env = EnvConfig(lookback=lookback, num_envs=64).with_risk(replace(RiskConfig(), **changes))
         alphas, scores, fires = [], [], []
@@ -320,12 +320,16 @@ def bench_risk() -> dict:
             alphas.append(float(np.mean([r.metrics.alpha for r in reports])))
             scores.append(score)
             fires.append(sum(r.risk_counts.get("portfolio_trailing_stop", 0) for r in reports) / len(reports))
-        out[f"risk_{name}_weekly_alpha"] = round(float(np.mean(alphas)), 4)
-        out[f"risk_{name}_holdout_excess_sharpe"] = round(float(np.mean(scores)), 2)
-        out[f"risk_{name}_portfolio_stops_per_week"] = round(float(np.mean(fires)), 2)
-    for name in RISK_CHOICES:
-        out[f"risk_{name}_edge_kept"] = round(out[f"risk_{name}_weekly_alpha"] / out["risk_off_weekly_alpha"], 3)
-    return out
+        figures["risk_weekly_alpha"][name] = round(float(np.mean(alphas)), 4)
+        figures["risk_holdout_excess_sharpe"][name] = round(float(np.mean(scores)), 2)
+        figures["risk_portfolio_stops_per_week"][name] = round(float(np.mean(fires)), 2)
+    off = figures["risk_weekly_alpha"]["off"]
+    figures["risk_edge_kept"] = {name: round(alpha / off, 3) for name, alpha in figures["risk_weekly_alpha"].items()}
+    return figures
+
+
+RISK_FIGURES = ("risk_weekly_alpha", "risk_holdout_excess_sharpe", "risk_portfolio_stops_per_week", "risk_edge_kept")
+"""One figure per measure, each a mapping from risk choice (``RISK_CHOICES``) to its value."""
 
 
 def _demo_runs(seeds: list[int], plant: float) -> list[dict]:

@@ -19,7 +19,9 @@ from rich.table import Table
 
 # Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins).
 for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"),
-                     ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")):
+                     ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+                     # Prefect waits 20 s for its ephemeral server, too little on a busy 2-core machine.
+                     ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")):
     os.environ.setdefault(_var, _value)
 
 from cappuccino_core.clock import parse_utc  # noqa: E402
