@@ -21,10 +21,16 @@ from matplotlib.figure import Figure
 
 from cappuccino_core.config import Settings
 from cappuccino_core.pipeline.summary import fmt_number, fmt_percent
-from cappuccino_core.tracking.runs import get_or_create_experiment, log_file, log_metrics
+from cappuccino_core.tracking.runs import end_run, get_or_create_experiment, log_file, log_metrics
 from cappuccino_core.tracking.store import client, code_version, ensure_store, experiment_artifact_location, tracking_uri
 
 EXPERIMENT = "pipeline"
+EXPERIMENT_DESCRIPTION = (
+    "One run per pipeline report (cappuccino run): the key figures as metrics (train/, arena/, paper/, "
+    "green_light/, seconds/) and the report files (report.html, summary.json, equity and tournament charts) "
+    "under artifacts/report."
+)
+PIPELINE_TAG = "cappuccino.pipeline"
 
 
 def write_report(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
@@ -37,23 +43,39 @@ def write_report(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     summary_json.write_text(json.dumps(summary, indent=2, default=str))
     page = folder / "report.html"
     page.write_text(report_html(summary, equity_png, tournament_png))
+    run_id = log_report(settings, summary, [page, summary_json, equity_png, tournament_png])
+    return {"folder": str(folder), "html": str(page), "mlflow_run_id": run_id, "mlflow_experiment": EXPERIMENT,
+            "pngs": [str(p) for p in (equity_png, tournament_png) if p is not None]}
+
+
+def log_report(settings: Settings, summary: dict[str, Any], files: list[Path | None]) -> str:
+    """Log the report to a new run of experiment ``pipeline`` (ended FINISHED, or FAILED and re-raised); its id.
+
+    Each report of one pipeline name gets its own run name: ``<name>``, then ``<name>-2``, ...
+    """
     uri = tracking_uri(settings.home)
     ensure_store(uri)
     mlflow = client(uri)
-    experiment = get_or_create_experiment(mlflow, EXPERIMENT, experiment_artifact_location(uri, settings.home))
-    run = mlflow.create_run(experiment, run_name=summary["name"], tags={
-        "cappuccino.pipeline": summary["name"], "cappuccino.mode": summary["mode"],
+    experiment = get_or_create_experiment(mlflow, EXPERIMENT, experiment_artifact_location(uri, settings.home),
+                                          description=EXPERIMENT_DESCRIPTION)
+    name = summary["name"]
+    earlier = mlflow.search_runs([experiment], f"tags.`{PIPELINE_TAG}` = '{name}'", max_results=50000)
+    run = mlflow.create_run(experiment, run_name=name if not earlier else f"{name}-{len(earlier) + 1}", tags={
+        PIPELINE_TAG: name, "cappuccino.mode": summary["mode"],
         "cappuccino.train_study": summary["training"]["study"], "cappuccino.code_version": code_version(),
         "cappuccino.green_light": str(_green(summary).get("status")),
     })
     run_id = run.info.run_id
-    log_metrics(mlflow, run_id, key_figures(summary))
-    for path in (page, summary_json, equity_png, tournament_png):
-        if path is not None:
-            log_file(mlflow, run_id, path, "report")
-    mlflow.set_terminated(run_id, "FINISHED")
-    return {"folder": str(folder), "html": str(page), "mlflow_run_id": run_id, "mlflow_experiment": EXPERIMENT,
-            "pngs": [str(p) for p in (equity_png, tournament_png) if p is not None]}
+    try:
+        log_metrics(mlflow, run_id, key_figures(summary))
+        for path in files:
+            if path is not None:
+                log_file(mlflow, run_id, path, "report")
+    except BaseException:
+        end_run(mlflow, run_id, failed=True)
+        raise
+    end_run(mlflow, run_id)
+    return run_id
 
 
 def key_figures(summary: dict[str, Any]) -> dict[str, float | None]:
