@@ -1,0 +1,61 @@
+"""A model's equity on its study's arena holdout, beside the baselines on the same bars.
+
+The arena scores models on weekly windows of the holdout; this trades the whole holdout as one
+window, through the arena's own market (``arena.service.ArenaSite.markets``: the study's
+hash-checked holdout panel, the arena's trading conditions and loader) and the one backtester,
+so the report can draw the king even when nothing reached the sandbox. The baselines trade
+the same bars with the same costs (risk layers off, as in the arena).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cappuccino_core.arena.market import trading_env
+from cappuccino_core.arena.service import DEFAULT_ARENA, ArenaSite
+from cappuccino_core.config import Settings
+from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.evaluation.backtest import backtest
+from cappuccino_core.pipeline.offline import baseline_results, figures
+
+
+def holdout_results(settings: Settings, study: str, model_id: str | None, *,
+                    arena_id: str = DEFAULT_ARENA) -> dict[str, Any]:
+    """Trade ``model_id`` over its study's whole arena holdout; its record and the baselines' (as ``run_results``).
+
+    With no model (nothing entered the arena) the baselines alone trade ``study``'s holdout, so
+    the report still shows what the market did; ``model_id``, ``metrics`` and ``curve`` are then None.
+
+    Raises:
+        LookupError: the model is not an entrant of the arena (its study is unknown).
+        arena.market.CannotTrade: the model cannot trade its own study's holdout.
+    """
+    site = ArenaSite.from_settings(settings)
+    markets = site.markets(site.store(), arena_id)
+    if model_id is not None:
+        study = markets.study_of(model_id)
+    market = markets.market(study)
+    env = market.env_config
+    start = env.lookback - 1  # the rows before are history only, as in every match window
+    steps = market.panel.num_bars - 1 - start
+    first = _bar_time(int(market.panel.timestamps[start]))
+    out: dict[str, Any] = {
+        "model_id": model_id, "study": study, "market": f"holdout of study {study}, {market.panel.interval} bars", "start": first.isoformat(),
+        "end": (_bar_time(int(market.panel.timestamps[start + steps])) + market.panel.interval.timedelta).isoformat(),
+        "bars": steps + 1, "metrics": None, "curve": None,
+    }
+    if model_id is not None:
+        player = market.load(model_id)
+        report = backtest(player.policy, market.panel, player.normalizer, trading_env(env, player.env_config),
+                          start_row=start, bars=steps)
+        out["metrics"] = figures(report.metrics.to_dict())
+        out["curve"] = {"bar_times": [_bar_time(int(ns)).isoformat() for ns in report.timestamps],
+                        "equity": (report.equity / report.equity[0]).tolist()}
+    costs = ExecutionCosts(env.fee_rate, env.slippage_bps, env.min_order_notional, env.min_cash_reserve)
+    out["baselines"] = baseline_results(market.panel, env, costs, first, steps)
+    return out
+
+
+def _bar_time(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC)
