@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from cappuccino_core.pipeline.formatting import fmt_number
+from cappuccino_core.pipeline.formatting import fmt_number, fmt_percent
 
 DSR_CONFIDENCE = 0.95
 """A deflated Sharpe ratio below this does not tell the best trial from the luck of many tries."""
@@ -129,12 +129,18 @@ def _baselines_line(test: dict[str, Any]) -> str:
 
 
 def _after_promotion(summary: dict[str, Any], king: str) -> str:
+    """How far the promoted king went after the arena, in the replay's sandbox and production."""
     sandbox = summary.get("sandbox") or {}
     if sandbox.get("production") == king:
         return "; it is the production model on paper"
-    if king in (sandbox.get("admitted") or []) or any(r["model_id"] == king for r in sandbox.get("sandbox_results") or []):
-        return "; it traded in the sandbox"
-    return ""
+    traded = [r for r in sandbox.get("sandbox_results") or [] if r["model_id"] == king]
+    if not traded:
+        return "; it is in the sandbox" if king in (sandbox.get("admitted") or []) else ""
+    alpha = traded[0]["metrics"].get("alpha")
+    text = f"; it traded in the sandbox (alpha {fmt_percent(alpha)} over {traded[0]['bars']} bars)"
+    if any(king in (d.get("retired") or []) for d in sandbox.get("decisions") or []):
+        text += " and was retired without reaching production"
+    return text
 
 
 def _green_line(summary: dict[str, Any]) -> list[str]:

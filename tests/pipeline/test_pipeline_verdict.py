@@ -95,3 +95,14 @@ def test_an_undefined_pbo_or_dsr_gives_its_reason_and_is_flagged(field: str) -> 
     found = {figure: (text, flag) for figure, text, flag in explanations(doc)}
     text, flag = found[f"{field.upper()} undefined"]
     assert flag and text.endswith("fewer than 2 trials.")
+
+
+def test_a_promoted_king_retired_from_the_sandbox_is_reported_with_its_sandbox_alpha() -> None:
+    passed = {**REFUSED, "passed": True, "reasons": []}
+    traded = [{"model_id": KING, "bars": 48, "metrics": {"alpha": -0.0259}}]
+    decisions = [{"at": "2026-11-28T00:00:00+00:00", "promoted": [], "retired": [KING], "production": None}]
+    verdict = pipeline_verdict(summary(arena__edge_tests=[passed], sandbox__sandbox_results=traded,
+                                       sandbox__decisions=decisions))
+    assert verdict.promoted
+    assert verdict.headline == (f"Promoted: {KING} won 20 matches in a row and passed the edge test; it traded in "
+                                "the sandbox (alpha -2.59% over 48 bars) and was retired without reaching production.")
