@@ -243,7 +243,8 @@ PERF_HEADER = ["who", "return", "alpha", "Sharpe", "max drawdown"]
 
 def _holdout_caption(holdout: dict[str, Any]) -> str:
     who = holdout["model_id"] or "No model entered the arena, so the baselines alone are drawn"
-    return (f"{who} over the whole arena holdout ({holdout['market']}): bars no search or validation saw, with the "
+    span = "the whole arena holdout" if not holdout.get("gaps") else "the longest gap-free stretch of the arena holdout"
+    return (f"{who} over {span} ({holdout['market']}): bars no search or validation saw, with the "
             "arena's costs and risk layers; the baselines trade the same bars. Below it, any sandbox and paper "
             "production records on the replay bars after the holdout.")
 
