@@ -40,7 +40,15 @@ from flows.timeframe_search import TimeframeParams, timeframe_search
 from flows.tournament import TournamentParams, tournament
 from flows.train import TrainParams, train
 from tasks import lifecycle as lifecycle_tasks
-from tasks.pipeline import judge_replay_green_light, record_report, replay_sandbox, selection_report, study_promotions
+from tasks.pipeline import (
+    holdout_report,
+    judge_replay_green_light,
+    publish_verdict,
+    record_report,
+    replay_sandbox,
+    selection_report,
+    study_promotions,
+)
 from tasks.search import data_gate
 
 STAGES = ("ingest", "gate", "timeframe", "train", "tournament", "sandbox", "green_light", "report")
@@ -80,6 +88,7 @@ class PipelineReport(BaseModel):
     arena: dict[str, Any]
     sandbox: dict[str, Any]
     green_light: dict[str, Any]
+    holdout: dict[str, Any] = Field(default_factory=dict)
     report: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -158,6 +167,16 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
         sandbox=sandbox, green_light=green,
     )
     with _stage("report", seconds):
+        report.holdout = holdout_report(settings, trained.study, _shown_model(king, played.status, trained.study),
+                                        params.arena)
         report.report = record_report(settings, report.model_dump(mode="json"))
+        publish_verdict(report.model_dump(mode="json"))
     report.stage_seconds = seconds
     return report
+
+
+def _shown_model(king: dict[str, Any], arena: dict[str, Any], study: str) -> str | None:
+    """The model the report draws on the holdout: this study's edge-tested king, else the arena king if it is ours."""
+    if king.get("king"):
+        return king["king"]
+    return arena.get("king") if arena.get("king_study") == study else None

@@ -1,18 +1,25 @@
-"""Thin Prefect tasks of the pipeline's last stages: the offline sandbox replay, the green light, the report."""
+"""Thin Prefect tasks of the pipeline's last stages: the offline sandbox replay, the green light, the report.
+
+The verdict is also published as a markdown artifact of the flow run, so the Prefect UI shows
+what the run concluded, not only that it completed.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from cappuccino_core.config import Settings
 from cappuccino_core.lifecycle.production import production_trader_id
 from cappuccino_core.lifecycle.replay import replay_green_light, replay_lifecycle
+from cappuccino_core.pipeline.holdout import holdout_results
 from cappuccino_core.pipeline.offline import open_study_replay, run_results
 from cappuccino_core.pipeline.report import write_report
 from cappuccino_core.pipeline.selection import king_evidence, selection_statistics
+from cappuccino_core.pipeline.verdict import pipeline_verdict
 from cappuccino_core.registry.models import version_uri, versions_of_study
 from cappuccino_core.tracking.store import client, ensure_store, tracking_uri
 from tasks.retry import retry_on
@@ -63,3 +70,21 @@ def judge_replay_green_light(settings: Settings, study: str) -> dict[str, Any]:
 def record_report(settings: Settings, summary: dict[str, Any]) -> dict[str, Any]:
     """Write the HTML/PNG report and the summary, and log them to MLflow (experiment ``pipeline``)."""
     return write_report(settings, summary)
+
+
+@task(cache_policy=NONE)
+def holdout_report(settings: Settings, study: str, model_id: str | None, arena: str) -> dict[str, Any]:
+    """``model_id`` (or, with None, the baselines alone) on the whole arena holdout of its study."""
+    return holdout_results(settings, study, model_id, arena_id=arena)
+
+
+@task(cache_policy=NONE)
+def publish_verdict(summary: dict[str, Any]) -> str:
+    """Publish the run's verdict as the markdown artifact ``pipeline-<name>``; return the artifact's id."""
+    verdict = pipeline_verdict(summary)
+    report = summary.get("report") or {}
+    markdown = verdict.to_markdown(f"Cappuccino pipeline {summary['name']}")
+    if report:
+        markdown += f"\nReport: `{report['html']}` (MLflow experiment `{report['mlflow_experiment']}`, run `{report['mlflow_run_id']}`)\n"
+    key = "pipeline-" + "".join(c if c.isalnum() else "-" for c in summary["name"].lower())
+    return str(create_markdown_artifact(markdown=markdown, key=key, description=verdict.headline))

@@ -35,12 +35,8 @@ def prepare_study(spec: StudySpec, loc: runner.StudyLocation, settings: Settings
 
 @task(cache_policy=NONE, task_run_name="trials-{name}")
 def run_trials(loc: runner.StudyLocation, name: str, settings: Settings, workers: int) -> list[dict]:
-    """Run the study's trials: here with one worker, else in ``workers`` processes."""
-    if workers <= 1:
-        return [runner.run_worker_here(loc, name, BarStore(settings.bars_dir)).to_dict()]
-    procs = runner.spawn_workers(workers, loc, name)
-    runner.wait_workers(procs, loc, name)
-    return [{"worker": i, "exit_code": p.returncode} for i, p in enumerate(procs)]
+    """Run the study's trials: here with one worker, else in ``workers`` processes (parent run FAILED if they fail)."""
+    return runner.run_trials(loc, name, BarStore(settings.bars_dir), workers)
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on(ConnectionError, TimeoutError))

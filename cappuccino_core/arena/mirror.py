@@ -27,7 +27,7 @@ from cappuccino_core.arena.admission import STATUS_TAG, parse_version_uri
 from cappuccino_core.arena.match import MatchResult
 from cappuccino_core.arena.state import ArenaStatus
 from cappuccino_core.arena.store import ArenaStore
-from cappuccino_core.tracking.runs import get_or_create_experiment, log_metrics
+from cappuccino_core.tracking.runs import NOTE_TAG, end_run, get_or_create_experiment, log_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,12 @@ KING_ALIAS = "king"
 ARENA_TAG = "cappuccino.arena"
 MATCH_ID_TAG = "cappuccino.arena.match_id"
 LOGGED_TAG = "cappuccino.arena.logged"
+ARENA_DESCRIPTION = (
+    "The tournament arena: one run per match of king against challenger on the same held-out weekly windows "
+    "(scores are excess Sharpe over buy and hold). A king is promoted after its streak of wins and the edge "
+    "test on the confirmation windows; the tag edge_test says why one was refused. The registered model's "
+    "alias 'king' follows the crown."
+)
 
 
 class ArenaMirror:
@@ -51,7 +57,8 @@ class ArenaMirror:
         """
         self.client = client
         self.model_name = model_name
-        self.experiment_id = get_or_create_experiment(client, ARENA_EXPERIMENT, artifact_location)
+        self.experiment_id = get_or_create_experiment(client, ARENA_EXPERIMENT, artifact_location,
+                                                      description=ARENA_DESCRIPTION)
 
     def record(self, result: MatchResult) -> str:
         """Mirror one match (run, tags, alias) idempotently; return its run id."""
@@ -96,18 +103,26 @@ class ArenaMirror:
                               "delete the extra ones")
         if found and found[0].data.tags.get(LOGGED_TAG) == "true":
             return found[0].info.run_id
+        played_ms = int(result.played_at.timestamp() * 1000)
         if found:
-            run_id = found[0].info.run_id
+            run_id, started_ms = found[0].info.run_id, found[0].info.start_time
         else:
+            # The run stands for the match, which took place at played_at: it starts and ends there.
             run_id = self.client.create_run(
                 self.experiment_id, run_name=f"{result.arena_id}-match-{result.match_number:05d}",
-                tags={ARENA_TAG: result.arena_id, MATCH_ID_TAG: result.match_id},
+                start_time=played_ms, tags={ARENA_TAG: result.arena_id, MATCH_ID_TAG: result.match_id},
             ).info.run_id
-        self.client.log_batch(run_id, params=[Param(k, v) for k, v in _params(result).items()],
-                              tags=[RunTag(k, v) for k, v in _tags(result).items()])
-        log_metrics(self.client, run_id, _metrics(result), reasons=_undefined_reasons(result))
-        self.client.set_tag(run_id, LOGGED_TAG, "true")
-        self.client.set_terminated(run_id, status="FINISHED", end_time=int(result.played_at.timestamp() * 1000))
+            started_ms = played_ms
+        try:
+            self.client.log_batch(run_id, params=[Param(k, v) for k, v in _params(result).items()],
+                                  tags=[RunTag(k, v) for k, v in _tags(result).items()])
+            log_metrics(self.client, run_id, _metrics(result), reasons=_undefined_reasons(result))
+            self.client.set_tag(run_id, LOGGED_TAG, "true")
+        except BaseException:
+            end_run(self.client, run_id, failed=True)  # the next mirror_pending completes it
+            raise
+        # A run created before played_at was its start (older mirrors) still never ends before it starts.
+        self.client.set_terminated(run_id, status="FINISHED", end_time=max(played_ms, started_ms))
         return run_id
 
     def _set_status(self, candidate_id: str, value: str) -> None:
@@ -154,6 +169,11 @@ def mirror_pending(store: ArenaStore, arena_id: str, mirror: ArenaMirror) -> int
     return len(pending)
 
 
+def _description(result: MatchResult) -> str:
+    return (f"Match {result.match_number} of arena {result.arena_id}: king {result.king_id} against challenger "
+            f"{result.challenger_id} on {len(result.window_starts)} window(s) of {result.window_bars} bars.")
+
+
 def _params(result: MatchResult) -> dict[str, str]:
     return {
         "match_number": str(result.match_number), "king": result.king_id, "challenger": result.challenger_id,
@@ -166,7 +186,7 @@ def _tags(result: MatchResult) -> dict[str, str]:
     tags = {
         "outcome": str(result.outcome), "winner": result.winner_id, "loser": result.loser_id,
         "king_after": result.king_after or "", "promoted": result.promoted_id or "",
-        "rejected": result.rejected_id or "",
+        "rejected": result.rejected_id or "", NOTE_TAG: _description(result),
     }
     if result.king_forfeit:
         tags["king_forfeit"] = result.king_forfeit[:5000]

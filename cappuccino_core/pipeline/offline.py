@@ -66,7 +66,7 @@ def run_results(plan: ReplayPlan, trader_id: str, model_id: str) -> dict[str, An
     return {
         "trader_id": trader_id, "model_id": model_id, "start": bars[0].isoformat(),
         "end": (bars[-1] + interval.timedelta).isoformat(), "bars": len(bars),
-        "metrics": _figures(own.to_dict()), "curve": {"bar_times": [b.isoformat() for b in bars],
+        "metrics": figures(own.to_dict()), "curve": {"bar_times": [b.isoformat() for b in bars],
                                                       "equity": (equity / equity[0]).tolist()},
         "baselines": baselines,
         "beats_every_baseline": all(own.total_return is not None and b["metrics"]["total_return"] is not None
@@ -79,19 +79,20 @@ def baseline_results(panel: MarketPanel, env_config: EnvConfig, costs: Execution
     """Backtest every default baseline from ``first_bar`` for ``steps`` bars with the model's costs and cash."""
     rows = np.flatnonzero(panel.timestamps == bar_time_ns(first_bar))
     if rows.size != 1:
-        raise ValueError(f"bar {first_bar.isoformat()} is not in the replay panel")
+        raise ValueError(f"bar {first_bar.isoformat()} is not in the panel")
     config = baseline_env(env_config)
     identity = FeatureNormalizer.identity(panel.num_assets, panel.features.shape[2])
     out = []
     for policy in default_baselines(costs, panel.symbols):
         report = backtest(policy, panel, identity, config, start_row=int(rows[0]), bars=steps)
-        out.append({"name": policy.name, "metrics": _figures(report.metrics.to_dict()),
+        out.append({"name": policy.name, "metrics": figures(report.metrics.to_dict()),
                     "curve": {"bar_times": [t.isoformat() for t in ReplayBarClock.from_timestamps_ns(
                                   report.timestamps, panel.interval)],
                               "equity": (report.equity / report.equity[0]).tolist()}})
     return out
 
 
-def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
+def figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The figures a report shows of a ``PerformanceReport.to_dict()``."""
     keep = ("bars", "total_return", "sharpe", "max_drawdown", "alpha", "benchmark_total_return", "trade_count")
     return {k: metrics.get(k) for k in keep}

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from cappuccino_core.pipeline.formatting import fmt_number, fmt_percent
+from cappuccino_core.pipeline.verdict import pipeline_verdict
+
 
 def summary_lines(doc: dict[str, Any]) -> list[str]:
     """Return the summary: timeframe, trials, scores, arena, sandbox against baselines, green light, times."""
@@ -13,6 +16,7 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
     split = data["split"]
     lines = [
         f"== Cappuccino pipeline {doc['name']} ({doc['mode']}) in {total:.0f} s ==",
+        f"verdict: {pipeline_verdict(doc).headline}",
         f"data: {data['source']} bars {data['window_start'][:16]} .. {data['window_end'][:16]}; "
         f"search until {split['search_end'][:10]}, arena holdout until {split['holdout_end'][:10]}, "
         f"replay until {split['replay_end'][:10]}",
@@ -74,15 +78,3 @@ def _interval(bounds: Any) -> str:
 def _perf(metrics: dict[str, Any]) -> str:
     return (f"return {fmt_percent(metrics.get('total_return'))}, alpha {fmt_percent(metrics.get('alpha'))}, "
             f"Sharpe {fmt_number(metrics.get('sharpe'))}, max drawdown {fmt_percent(metrics.get('max_drawdown'))}")
-
-
-def fmt_number(value: Any) -> str:
-    """A figure for reading (``undefined`` for ``None``)."""
-    if value is None:
-        return "undefined"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def fmt_percent(value: Any) -> str:
-    """A fraction as a signed percentage (``undefined`` for ``None``)."""
-    return "undefined" if value is None else f"{100 * value:+.2f}%"

@@ -35,13 +35,28 @@ CANDIDATE_STAGE = "candidate"
 PROVENANCE_TAGS = ("study", "trial", "feature_spec_version", "data_hash", "stage")
 
 
+MODEL_DESCRIPTION = (
+    "PPO portfolio agents trained by Cappuccino. Each version is the validated network of one trial (tags "
+    "study, trial, feature_spec_version, data_hash, provenance); its place in the lifecycle is the tag stage "
+    "(candidate, arena, sandbox, production, live, retired) and the aliases: king (the arena's current king), production, live. "
+    "The tag arena_status says king, eliminated or promoted."
+)
+"""The registered model's description in MLflow's UI."""
+
+
 def ensure_registered_model(client: MlflowClient, name: str) -> None:
-    """Create registered model ``name`` unless it exists (safe when workers race to create it)."""
+    """Create registered model ``name`` unless it exists (safe when workers race to create it), with its description.
+
+    A model that exists without the description (made by an older version) gets it.
+    """
     try:
-        client.create_registered_model(name)
+        client.create_registered_model(name, description=MODEL_DESCRIPTION)
+        return
     except MlflowException as exc:
         if exc.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
+    if client.get_registered_model(name).description != MODEL_DESCRIPTION:
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
 
 
 def register_candidate(

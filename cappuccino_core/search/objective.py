@@ -111,7 +111,11 @@ class StudyObjective:
         except BaseException as exc:
             self._finish(run_id, curve, "FAIL", f"{type(exc).__name__}: {exc}")
             raise
-        self._record_complete(trial, run_id, curve, validation, interval)
+        try:
+            self._record_complete(trial, run_id, curve, validation, interval)
+        except BaseException as exc:
+            finish_trial_run(tracker.client, run_id, "FAIL", f"recording the trial failed: {type(exc).__name__}: {exc}")
+            raise
         return validation.score
 
     # ------------------------------------------------------------------ internals

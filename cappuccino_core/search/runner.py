@@ -35,7 +35,7 @@ from cappuccino_core.search.timeframe import TimeframeChoice, choose_timeframe
 from cappuccino_core.study.early_stop import DiminishingReturns
 from cappuccino_core.study.storage import default_storage_url, load_study, prepare_study, sqlite_path
 from cappuccino_core.study.worker import WorkerReport, run_worker
-from cappuccino_core.tracking.runs import get_or_create_experiment, get_or_create_parent_run, set_summary
+from cappuccino_core.tracking.runs import end_run, get_or_create_experiment, get_or_create_parent_run, reopen_run, set_summary
 from cappuccino_core.tracking.store import client as mlflow_client, code_version, ensure_store, experiment_artifact_location, tracking_uri
 
 SPEC_ATTR = "spec"
@@ -181,12 +181,31 @@ def require_spec(loc: StudyLocation, name: str) -> StudySpec:
 
 
 def open_tracker(spec: StudySpec, loc: StudyLocation) -> StudyTracker:
+    """The study's experiment and parent run (created on first use, RUNNING); never changes the parent's status."""
     client = mlflow_client(loc.tracking_uri)
-    experiment_id = get_or_create_experiment(client, spec.name, loc.artifact_location)
+    experiment_id = get_or_create_experiment(client, spec.name, loc.artifact_location, description=study_description(spec))
     tags = {"cappuccino.kind": str(spec.kind), "cappuccino.cap": str(spec.cap),
             **{f"cappuccino.split.{k}": v for k, v in spec.split.to_dict().items()}}
-    parent = get_or_create_parent_run(client, experiment_id, study=spec.name, phase=str(spec.kind), tags=tags)
+    parent = get_or_create_parent_run(client, experiment_id, study=spec.name, phase=str(spec.kind), tags=tags,
+                                      description=f"Summary of {spec.name}: one child run per trial; PBO, DSR, the best "
+                                                  "trial and the stop reason are written here when the study finishes.")
     return StudyTracker(client, experiment_id, parent, code_version())
+
+
+def study_description(spec: StudySpec) -> str:
+    """What the study's MLflow experiment holds, in a sentence or two (its description in the UI)."""
+    split = spec.split.to_dict()
+    period = f"bars {split['search_start'][:10]} to {split['search_end'][:10]}"
+    if spec.kind is StudyKind.TIMEFRAME:
+        intervals = ", ".join(str(i) for i in spec.intervals)
+        lookbacks = ", ".join(str(lb) for lb in spec.lookbacks)
+        return (f"Timeframe search {spec.name}: {spec.cap} PPO trials on a grid of bar interval ({intervals}) "
+                f"x lookback ({lookbacks}), each scored by walk-forward validation on {period}. The parent run "
+                "holds the summary and the chosen cell; each child run is one trial.")
+    return (f"Training study {spec.name}: up to {spec.cap} Optuna TPE trials of PPO hyperparameters at "
+            f"{spec.interval} x lookback {spec.lookback}, scored by walk-forward validation on {period}. The parent "
+            f"run holds the summary (PBO, DSR); each child run is one trial; the best trials with validation "
+            f"evidence of an edge are registered as candidates of model {spec.model_name}.")
 
 
 def read_study(loc: StudyLocation, name: str) -> optuna.Study:
@@ -249,14 +268,47 @@ def wait_workers(procs: list[subprocess.Popen], loc: StudyLocation, name: str) -
         raise StudyError("; ".join(failed))
 
 
+def run_trials(loc: StudyLocation, name: str, store: BarStore, workers: int) -> list[dict]:
+    """Run the study's trials here (one worker) or in ``workers`` processes, its parent run RUNNING meanwhile.
+
+    The parent run is reopened (a resumed study) before the trials and ended FAILED, with the
+    error re-raised, when they fail; ``finish`` ends it FINISHED.
+    """
+    spec = require_spec(loc, name)
+    tracker = open_tracker(spec, loc)
+    reopen_run(tracker.client, tracker.parent_run_id)
+    try:
+        if workers <= 1:
+            return [run_worker_here(loc, name, store).to_dict()]
+        procs = spawn_workers(workers, loc, name)
+        wait_workers(procs, loc, name)
+        return [{"worker": i, "exit_code": p.returncode} for i, p in enumerate(procs)]
+    except BaseException:
+        end_run(tracker.client, tracker.parent_run_id, failed=True)
+        raise
+
+
 # --------------------------------------------------------------------------- finish
 
 
 def finish(loc: StudyLocation, name: str, *, clock: Clock | None = None) -> StudySummary:
-    """Reconcile MLflow with Optuna, summarise, and record the summary on the parent run and on disk."""
+    """Reconcile MLflow with Optuna, summarise, record the summary on the parent run and on disk, end the parent.
+
+    The parent run ends FINISHED; FAILED (the error re-raised) when summarising fails.
+    """
     spec = require_spec(loc, name)
     study = read_study(loc, name)
     tracker = open_tracker(spec, loc)
+    try:
+        summary = _summarise_into(loc, spec, study, tracker)
+    except BaseException:
+        end_run(tracker.client, tracker.parent_run_id, failed=True)
+        raise
+    end_run(tracker.client, tracker.parent_run_id)
+    return summary
+
+
+def _summarise_into(loc: StudyLocation, spec: StudySpec, study: optuna.Study, tracker: StudyTracker) -> StudySummary:
     reconcile_runs(study, tracker, spec.name)
     summary = summarise(study, spec)
     metrics = {"best_value": summary.best_value, "pbo": summary.pbo, "dsr": summary.dsr,

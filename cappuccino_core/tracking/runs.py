@@ -22,7 +22,7 @@ from pathlib import Path
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NOTE
 from mlflow.utils.validation import (
     MAX_ENTITIES_PER_BATCH,
     MAX_METRICS_PER_BATCH,
@@ -41,6 +41,16 @@ UNDEFINED_PREFIX = "metric_undefined."
 MAX_ERROR_CHARS = 5000
 TRUNCATED_MARKER = "[truncated]"
 
+NOTE_TAG = MLFLOW_RUN_NOTE
+"""The tag MLflow's UI shows as the description of an experiment, a run (``mlflow.note.content``)."""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+"""The tag MLflow 3's UI reads to choose an experiment's view (its GenAI view when unset)."""
+MODEL_TRAINING_KIND = "custom_model_development"
+"""The experiment kind of classic model training (the UI's runs table, charts and models)."""
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
+FAILED = RunStatus.to_string(RunStatus.FAILED)
+RUNNING = RunStatus.to_string(RunStatus.RUNNING)
+
 #: Trial state -> MLflow run status.
 TRIAL_STATES: dict[str, str] = {
     "COMPLETE": RunStatus.to_string(RunStatus.FINISHED),
@@ -49,16 +59,23 @@ TRIAL_STATES: dict[str, str] = {
 }
 
 
-def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+def get_or_create_experiment(client: MlflowClient, name: str, artifact_location: str | None, *,
+                             description: str) -> str:
     """Return the id of experiment ``name``, creating it (race-safe) if it does not exist.
+
+    The experiment carries ``description`` (``mlflow.note.content``, the UI's description) and
+    is marked as a model-training experiment (``mlflow.experimentKind`` =
+    ``custom_model_development``), so MLflow 3's UI opens it on its runs rather than its GenAI
+    view. An existing experiment that lacks either tag, or has another description, gets them.
 
     Raises:
         ValueError: the experiment exists but is deleted (restore it or choose another name).
     """
+    wanted = {NOTE_TAG: description, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND}
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_location)
+            return client.create_experiment(name, artifact_location=artifact_location, tags=wanted)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -67,15 +84,22 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
                 raise
     if experiment.lifecycle_stage != "active":
         raise ValueError(f"MLflow experiment {name!r} ({experiment.experiment_id}) is deleted: restore it or use another name")
+    for key, value in wanted.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 
 def get_or_create_parent_run(
-    client: MlflowClient, experiment_id: str, *, study: str, phase: str, tags: Mapping[str, str]
+    client: MlflowClient, experiment_id: str, *, study: str, phase: str, tags: Mapping[str, str],
+    description: str | None = None,
 ) -> str:
-    """Return the parent run of ``(study, phase)``, creating it on first use; a restarted study reuses it.
+    """Return the parent run of ``(study, phase)``, creating it (RUNNING) on first use; a restarted study reuses it.
 
-    Call it once before workers start (like the store): two callers racing could both create one.
+    Finding a run never changes its status: the code that runs trials under it calls
+    ``reopen_run`` first and ``end_run`` when it is done, so the parent of a finished study
+    stays FINISHED when it is only read. Call it once before workers start (like the store):
+    two callers racing could both create one.
 
     Raises:
         LookupError: more than one active parent run carries these tags (ids named).
@@ -92,13 +116,27 @@ def get_or_create_parent_run(
             f"({', '.join(r.info.run_id for r in found)}): delete the extra ones"
         )
     if found:
-        run_id = found[0].info.run_id
-        if found[0].info.status != "RUNNING":
-            client.update_run(run_id, status="RUNNING")
-        return run_id
+        return found[0].info.run_id
     own = {RUN_TYPE_TAG: "parent", STUDY_TAG: study, PHASE_TAG: phase}
+    if description is not None:
+        own[NOTE_TAG] = description
     run = client.create_run(experiment_id, run_name=f"{study}/{phase}", tags=_merge_tags(tags, own))
     return run.info.run_id
+
+
+def reopen_run(client: MlflowClient, run_id: str) -> None:
+    """Mark a run RUNNING again (a resumed study's parent while its trials run); no-op if it is running."""
+    if client.get_run(run_id).info.status != RUNNING:
+        client.update_run(run_id, status=RUNNING)
+
+
+def end_run(client: MlflowClient, run_id: str, *, failed: bool = False) -> None:
+    """End a run FINISHED (or FAILED), its end time never before its start time.
+
+    A run that was reopened keeps its first start time; MLflow's ``set_terminated`` stamps the
+    current time as the end, which is after it.
+    """
+    client.set_terminated(run_id, status=FAILED if failed else FINISHED)
 
 
 def start_trial_run(

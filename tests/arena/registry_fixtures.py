@@ -75,7 +75,8 @@ def register_random_candidate(reg: Registry, spec: StudySpec, trial: int, *, see
         library_versions=library_versions(), created_at=CREATED.isoformat(), study=spec.name, trial=trial,
     )
     client = reg.client
-    experiment = get_or_create_experiment(client, spec.name, experiment_artifact_location(reg.loc.tracking_uri, reg.loc.home))
+    experiment = get_or_create_experiment(client, spec.name, experiment_artifact_location(reg.loc.tracking_uri, reg.loc.home),
+                                          description="arena test study")
     run_id = client.create_run(experiment, run_name=f"candidate-{trial}").info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         save_checkpoint(Path(tmp) / "checkpoint", agent, card)

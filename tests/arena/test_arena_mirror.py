@@ -14,12 +14,13 @@ from mlflow import MlflowClient
 
 from cappuccino_core.arena.admission import STATUS_TAG, version_uri
 from cappuccino_core.arena.config import ArenaConfig
-from cappuccino_core.arena.mirror import ARENA_TAG, KING_ALIAS, MATCH_ID_TAG, ArenaMirror, mirror_match, mirror_pending
+from cappuccino_core.arena.mirror import ARENA_DESCRIPTION, ARENA_TAG, KING_ALIAS, MATCH_ID_TAG, ArenaMirror, mirror_match, mirror_pending
 from cappuccino_core.arena.state import EntrantStatus
 from cappuccino_core.arena.store import ArenaStore
 from cappuccino_core.arena.tournament import Arena
 from cappuccino_core.clock import FixedClock
 from cappuccino_core.db import create_schema, make_engine, session_factory
+from cappuccino_core.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG
 from cappuccino_core.tracking.store import ensure_store
 from tests.arena.arena_scenarios import (
     ENV,
@@ -114,6 +115,13 @@ def assert_mirror_matches_database(site: Site) -> None:
             else:
                 assert metrics[f"{who}_score"] == pytest.approx(score, rel=1e-12)
         assert run.info.status == "FINISHED"
+        assert run.info.start_time <= run.info.end_time  # never a negative duration in the UI
+        assert run.info.end_time >= int(match.played_at.timestamp() * 1000)
+        assert run.data.tags[NOTE_TAG].startswith(f"Match {match.match_number} of arena {site.model}")
+    assert len({r.info.run_name for r in runs}) == len(runs)
+    experiment = client.get_experiment(mirror.experiment_id)
+    assert experiment.tags[NOTE_TAG] == ARENA_DESCRIPTION
+    assert experiment.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
     expected = {EntrantStatus.KING: "king", EntrantStatus.ELIMINATED: "eliminated", EntrantStatus.PROMOTED: "promoted"}
     for entrant in status.entrants:
         version = client.get_model_version(site.model, entrant.candidate_id.rsplit("/", 1)[1])

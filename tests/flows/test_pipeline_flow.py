@@ -8,21 +8,24 @@ the arena's own tests' business); everything else is the product's default path.
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowFilter, FlowFilterName
 
 import tasks.pipeline
 from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.db import default_database_url, make_engine
 from cappuccino_core.lifecycle.stages import Role, Stage
+from cappuccino_core.pipeline.verdict import pipeline_verdict
 from cappuccino_core.lifecycle.store import LifecycleStore
-from cappuccino_core.registry.models import version_uri, versions_of_study
+from cappuccino_core.registry.models import MODEL_DESCRIPTION, version_uri, versions_of_study
 from cappuccino_core.search import runner
+from cappuccino_core.tracking.runs import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, NOTE_TAG
 from cappuccino_core.tracking.store import tracking_uri
 from flows.pipeline import STAGES, PipelineParams, PipelineStageError, pipeline
 
@@ -122,17 +125,34 @@ def test_the_pipeline_runs_every_stage_and_its_records_agree(prefect_harness, en
     # The report: files on disk and in MLflow's pipeline run, the summary as returned.
     run = client.get_run(report.report["mlflow_run_id"])
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
-    assert {"report/report.html", "report/summary.json", "report/tournament.png"} <= logged
-    assert ("report/equity.png" in logged) == bool(sandbox["sandbox_results"])
+    assert {"report/report.html", "report/summary.json", "report/tournament.png", "report/equity.png"} <= logged
+    holdout = report.holdout  # drawn whether or not anything reached the sandbox
+    shown = arena["edge_tested_king"] or (arena["king"] if arena["king_study"] == report.training["study"] else None)
+    assert holdout["model_id"] == shown and holdout["study"] == report.training["study"]
+    assert [b["name"] for b in holdout["baselines"]] == ["buy_and_hold", "momentum", "mean_reversion", "sixty_forty"]
+    if shown is not None:
+        assert len(holdout["curve"]["equity"]) == holdout["bars"] == len(holdout["baselines"][0]["curve"]["equity"])
+    verdict = pipeline_verdict(report.model_dump(mode="json"))
+    page = (Path(report.report["folder"]) / "report.html").read_text()
+    assert page.split("<body>", 1)[1].lstrip().startswith("<p class='verdict")
+    assert html.escape(verdict.headline) in page.split("<h1>", 1)[0]
+    assert run.data.tags["mlflow.note.content"] == verdict.headline
     saved = json.loads((Path(report.report["folder"]) / "summary.json").read_text())
     assert saved["training"]["summary"]["total_trials"] == report.training["summary"]["total_trials"]
     assert run.data.metrics["train/trials_complete"] == report.training["summary"]["trials_by_state"]["COMPLETE"]
 
-    # Prefect recorded the run and its subflows.
+    assert_every_run_is_ended_and_described(client)
+
+    # Prefect recorded the run and its subflows, and the verdict as a markdown artifact of the pipeline run.
     with get_client(sync_client=True) as prefect:
         names = {f.name for f in prefect.read_flows(flow_filter=FlowFilter(name=FlowFilterName(
             any_=["pipeline", "ingest", "timeframe-search", "train", "tournament"])))}
+        artifacts = prefect.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["pipeline-tiny"])))
+        flow_of_artifact = prefect.read_flow(prefect.read_flow_run(artifacts[-1].flow_run_id).flow_id).name
     assert names == {"pipeline", "ingest", "timeframe-search", "train", "tournament"}
+    assert len(artifacts) == 1 and artifacts[0].type == "markdown" and flow_of_artifact == "pipeline"
+    assert artifacts[0].data.startswith(f"# Cappuccino pipeline tiny\n\n**{verdict.headline}**")
+    assert artifacts[0].description == verdict.headline
 
 
 @pytest.mark.slow
@@ -156,9 +176,27 @@ def test_a_failed_stage_names_itself_keeps_what_was_done_and_a_rerun_resumes(
     assert {k: after[k] for k in ("timeframe_trials", "train_trials", "versions")} == \
         {k: before[k] for k in ("timeframe_trials", "train_trials", "versions")}
     assert after["pipeline_runs"] == before["pipeline_runs"] + 1
+    assert_every_run_is_ended_and_described(MlflowClient(tracking_uri(env)))  # the rerun's report run has its own name
     assert again.arena["matches_played"] == len(again.arena["history"])
     assert again.sandbox["admitted"] == []  # already in the sandbox (or beyond) from the first run
     assert again.sandbox["production"] == before_production(env)
+
+
+def assert_every_run_is_ended_and_described(client: MlflowClient) -> None:
+    """What MLflow's UI shows: no run left RUNNING, no negative duration, distinct names, described experiments."""
+    experiments = [e for e in client.search_experiments() if e.name != "Default"]
+    assert {"pipeline", "arena", "tiny-timeframe", "tiny-train"} <= {e.name for e in experiments}
+    for experiment in experiments:
+        assert experiment.tags.get(NOTE_TAG), f"experiment {experiment.name} has no description"
+        assert experiment.tags.get(EXPERIMENT_KIND_TAG) == MODEL_TRAINING_KIND, experiment.name
+        runs = client.search_runs([experiment.experiment_id], max_results=10_000)
+        assert runs, experiment.name
+        for run in runs:
+            assert run.info.status in ("FINISHED", "FAILED", "KILLED"), (experiment.name, run.info.run_name, run.info.status)
+            assert run.info.start_time <= run.info.end_time, (experiment.name, run.info.run_name)
+        names = [r.info.run_name for r in runs]
+        assert len(set(names)) == len(names), (experiment.name, sorted(names))
+    assert client.get_registered_model(settings_for(TINY).model_name).description == MODEL_DESCRIPTION
 
 
 def before_production(home: Path) -> str | None:
@@ -180,4 +218,10 @@ def test_on_a_market_without_an_edge_no_trial_enters_the_arena_and_the_run_says_
     assert len(report.training["candidates"]) == summary["with_evidence"] <= 1
     assert report.arena["promoted_here"] == [] and report.sandbox["sandbox_results"] == []
     assert report.green_light["status"] == "no_production"
-    assert (Path(report.report["folder"]) / "report.html").exists()
+    page = (Path(report.report["folder"]) / "report.html").read_text()
+    verdict = pipeline_verdict(report.model_dump(mode="json"))
+    assert not verdict.promoted and html.escape(verdict.headline) in page.split("<h1>", 1)[0]
+    assert (Path(report.report["folder"]) / "equity.png").exists()  # the baselines on the holdout, at least
+    if not report.training["candidates"]:
+        assert report.holdout["model_id"] is None and len(report.holdout["baselines"]) == 4
+        assert verdict.headline.startswith("Not promoted: no trial showed validation evidence of an edge")

@@ -62,7 +62,7 @@ def trained(panel, tmp_path_factory, store_template):
     )
     card = save_fit(fit, home / "checkpoint")
     c = client(uri)
-    experiment = get_or_create_experiment(c, "study-a", artifact_root(home))
+    experiment = get_or_create_experiment(c, "study-a", artifact_root(home), description="study a")
     parent = get_or_create_parent_run(c, experiment, study="study-a", phase="candidates", tags={})
     run_id = start_trial_run(c, experiment, parent, trial_number=3, tags={}, params={})
     log_metrics(c, run_id, {"val/score": fit.validation_score})

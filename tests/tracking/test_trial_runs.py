@@ -7,12 +7,14 @@ import math
 import pytest
 
 from cappuccino_core.tracking.runs import (
+    end_run,
     finish_trial_run,
     find_trial_run,
     get_or_create_experiment,
     get_or_create_parent_run,
     log_curve,
     log_metrics,
+    reopen_run,
     set_summary,
     start_trial_run,
 )
@@ -23,7 +25,7 @@ from cappuccino_core.tracking.store import artifact_root, client
 def record(store_uri, tmp_path):
     """A fresh SQLite store under tmp_path: (client, experiment id)."""
     mlflow_client = client(store_uri)
-    return mlflow_client, get_or_create_experiment(mlflow_client, "study-a", artifact_root(tmp_path))
+    return mlflow_client, get_or_create_experiment(mlflow_client, "study-a", artifact_root(tmp_path), description="study a")
 
 
 def test_a_parent_run_holds_three_trials_that_end_complete_pruned_and_failed(record) -> None:
@@ -65,12 +67,17 @@ def test_a_parent_run_holds_three_trials_that_end_complete_pruned_and_failed(rec
 def test_a_restarted_study_reuses_its_parent_run_and_another_phase_gets_its_own(record) -> None:
     c, experiment = record
     first = get_or_create_parent_run(c, experiment, study="study-a", phase="training", tags={})
-    finish_trial_run(c, first, "COMPLETE")
+    end_run(c, first)
     again = get_or_create_parent_run(c, experiment, study="study-a", phase="training", tags={})
     other = get_or_create_parent_run(c, experiment, study="study-a", phase="candidates", tags={})
     assert again == first and other != first
-    assert c.get_run(first).info.status == "RUNNING"  # reopened for the restarted study
-    assert get_or_create_experiment(c, "study-a", None) == experiment
+    assert c.get_run(first).info.status == "FINISHED"  # finding the parent does not reopen it
+    reopen_run(c, first)  # the restarted study's trials run under it
+    assert c.get_run(first).info.status == "RUNNING"
+    end_run(c, first, failed=True)
+    info = c.get_run(first).info
+    assert info.status == "FAILED" and info.start_time <= info.end_time
+    assert get_or_create_experiment(c, "study-a", None, description="study a") == experiment
 
 
 def test_undefined_metrics_are_recorded_as_tags_not_dropped(record) -> None:
