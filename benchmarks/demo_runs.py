@@ -44,9 +44,12 @@ def run_one(seed: int, plant: float) -> dict:
         proc = subprocess.run([sys.executable, "-c", _CHILD, str(seed), str(plant)], capture_output=True, text=True,
                               env=env, cwd=Path(__file__).resolve().parents[1])
         seconds = time.perf_counter() - started
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
-    if proc.returncode != 0 or not lines:
-        return {"seed": seed, "plant": plant, "error": proc.stderr[-1500:], "seconds": round(seconds, 1)}
+        lines = [line for line in proc.stdout.splitlines() if line.startswith("REPORT ")]
+        if proc.returncode != 0 or not lines:
+            workers = {str(log.relative_to(tmp)): log.read_text(errors="replace")[-1500:]
+                       for log in sorted(Path(tmp).glob("home/studies/*/worker-*.log"))}
+            return {"seed": seed, "plant": plant, "error": proc.stderr[-1500:], "worker_logs": workers,
+                    "seconds": round(seconds, 1)}
     report = json.loads(lines[-1][len("REPORT "):])
     arena, training = report["arena"], report["training"]["summary"]
     return {
