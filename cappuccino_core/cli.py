@@ -431,9 +431,9 @@ def kill_cmd(
         report = kill_trading(site, who=_who(), reason=reason, flatten=flatten)
     except KillIncomplete as exc:
         err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"done: {exc.report.summary()}")
         raise typer.Exit(1) from None
-    console.print(f"[red bold]trading halted[/red bold] ({'positions closed' if flatten else 'positions kept'}); "
-                  "`cappuccino resume` lifts the halt")
+    console.print(f"[red bold]trading halted[/red bold]; {report.summary()}; `cappuccino resume` lifts the halt")
     for broker in report.brokers:
         console.print(f"{broker.broker}: {len(broker.canceled)} order(s) canceled, "
                       f"{len(broker.closing_orders)} closing order(s) placed")

@@ -57,11 +57,11 @@ def kill_trading(site: LifecycleSite, *, who: str, reason: str, flatten: bool = 
         report = kill(site.switch, accounts, reason=reason, who=who, at=at, flatten=flatten)
     except KillIncomplete as exc:
         site.alert(AlertLevel.EMERGENCY, "kill", f"trading halted by {who} ({reason}) but the kill is incomplete: "
-                   + "; ".join(f"{b.broker}: {b.error}" for b in exc.report.brokers if b.error), at=at)
+                   + "; ".join(exc.report.failures()) + f"; {exc.report.summary()}", at=at)
         raise
     done = ", ".join(f"{b.broker}: {len(b.canceled)} canceled, {len(b.closing_orders)} closing"
                      for b in report.brokers) or "no account"
-    site.alert(AlertLevel.EMERGENCY, "kill", f"trading halted by {who} ({reason}); {done}", at=at)
+    site.alert(AlertLevel.EMERGENCY, "kill", f"trading halted by {who} ({reason}); {done}; {report.summary()}", at=at)
     return report
 
 

@@ -146,7 +146,7 @@ class LifecycleSite:
     def sandbox(self) -> Sandbox:
         """The sandbox on this site's bars, loader, clock and halt flag."""
         return Sandbox(self.engine, self.bars, load_model=self.load_model, clock=self.clock,
-                       halted=self.switch.is_halted)
+                       halted=self.switch.is_halted, in_flight=self.switch.step_in_flight)
 
     def now(self) -> datetime:
         """The site's clock."""

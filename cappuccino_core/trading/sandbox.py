@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -95,6 +96,7 @@ class Sandbox:
         load_model: ModelLoader = load_checkpoint_model,
         clock: Clock | None = None,
         halted: Callable[[], bool] | None = None,
+        in_flight: Callable[[str, datetime, datetime], AbstractContextManager[None]] | None = None,
     ) -> None:
         """Set up the sandbox.
 
@@ -103,7 +105,8 @@ class Sandbox:
             bars: the bars every sandbox model trades on (live store or a replay panel).
             load_model: loads a run's model from its reference.
             clock: the wall clock (start times, journal and order timestamps).
-            halted: the halt flag every trader checks (issue 7's kill switch).
+            halted: the halt flag every trader checks (the kill switch).
+            in_flight: where each step registers while under way (``KillSwitch.step_in_flight``).
         """
         self.engine = engine
         self.bars = bars
@@ -111,6 +114,7 @@ class Sandbox:
         self._load_model = load_model
         self._clock = clock or SystemClock()
         self._halted = halted
+        self._in_flight = in_flight
         self._sessions = session_factory(engine)
         self._traders: dict[str, Trader] = {}
         Base.metadata.create_all(engine, tables=[SandboxRunRow.__table__])
@@ -218,7 +222,7 @@ class Sandbox:
             broker = SimBroker(self.engine, trader_id, costs=model.costs, initial_cash=run.initial_cash,
                                clock=self._clock)
             self._traders[trader_id] = Trader(trader_id, model, broker, self.bars, self.journal,
-                                              halted=self._halted, clock=self._clock)
+                                              halted=self._halted, in_flight=self._in_flight, clock=self._clock)
         return self._traders[trader_id]
 
     def env_config(self, trader_id: str) -> EnvConfig:
