@@ -24,6 +24,7 @@ for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DIS
 
 from cappuccino_core.clock import parse_utc  # noqa: E402
 from cappuccino_core.config import DataSourceKind, Settings, SettingsError, load_settings
+from cappuccino_core.redaction import install_scrub_filter
 from flows.ingest import IngestParams
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cappuccino: crypto PPO research and deployment pipeline.")
@@ -39,10 +40,13 @@ err_console = Console(stderr=True)
 
 def _settings(**overrides: object) -> Settings:
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    # Every log line of the command (its own, the SDKs', Apprise's) is scrubbed of the secrets.
+    install_scrub_filter(settings.secret_values(), [logging.getLogger("apprise")])
+    return settings
 
 
 def _time(text: str | None) -> datetime | None:
@@ -475,6 +479,7 @@ def run(
     except (SettingsError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    install_scrub_filter(settings.secret_values(), [logging.getLogger("apprise")])
     (err_console if as_json else console).print(f"pipeline on the {settings.source} market, home {Path(settings.home).resolve()}"
                   + (" (demo budget)" if demo else ""))
     try:
