@@ -501,15 +501,32 @@ def _print_pipeline(doc: dict) -> None:
         console.print(line, highlight=False)
 
 
+class _NoTracebackForExpected(logging.Filter):
+    """Drop the traceback Prefect logs with a flow run's exception when it is an expected ingest failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flows.ingest import IngestError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, IngestError) and error.expected:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def _run_ingest(params: "IngestParams") -> None:
     from flows.ingest import IngestError, ingest
 
+    quiet = _NoTracebackForExpected()
+    flow_log = logging.getLogger("prefect.flow_runs")
+    flow_log.addFilter(quiet)
     try:
         report = ingest(params=params)
     except IngestError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         _print_ingest(exc.report)
-        err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    finally:
+        flow_log.removeFilter(quiet)
     _print_ingest(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -522,7 +539,8 @@ def _print_ingest(report) -> None:
     for item in report.symbols:
         table.add_row(item.symbol, item.interval, str(item.fetched), str(item.added), str(item.rows_after), item.error or "")
     console.print(table)
-    _print_status_dict(report.status)
+    if report.status is not None:
+        _print_status_dict(report.status)
 
 
 def _print_status(status) -> None:
