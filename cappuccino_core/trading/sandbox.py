@@ -3,8 +3,8 @@
 Each sandbox run is one model on one virtual account (``account_id = trader_id``) for a period
 (default 2 days) measured in bar time from its start, so a replay runs the same as real time.
 Runs are rows of ``sandbox_run`` (created by ``Sandbox``); the models are loaded through a
-``ModelLoader`` from the reference stored with the run (a checkpoint directory by default; the
-registry can pass its own loader).
+``ModelLoader`` from the reference stored with the run (the lifecycle passes the registry
+loader, ``lifecycle.site.model_loader``, so only a verified registered version trades).
 
 ``Sandbox.step(trader_id, bar_time)`` first gives the account the bar (``SimBroker.on_bar``:
 the previous decision's orders fill at its open, positions are marked at its close), unless the
@@ -33,7 +33,7 @@ from cappuccino_core.db import Base, UTCDateTime, session_factory
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns
 from cappuccino_core.trading.journal import TradeJournal
-from cappuccino_core.trading.model import TradingModel, load_checkpoint_model
+from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.risk import RiskConfig
 from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
 from cappuccino_core.trading.trader import StepOutcome, Trader
@@ -93,7 +93,7 @@ class Sandbox:
         engine: Engine,
         bars: BarProvider,
         *,
-        load_model: ModelLoader = load_checkpoint_model,
+        load_model: ModelLoader,
         clock: Clock | None = None,
         halted: Callable[[], bool] | None = None,
         in_flight: Callable[[str, datetime, datetime], AbstractContextManager[None]] | None = None,
@@ -103,7 +103,8 @@ class Sandbox:
         Args:
             engine: the project database (runs, journal and the virtual accounts).
             bars: the bars every sandbox model trades on (live store or a replay panel).
-            load_model: loads a run's model from its reference.
+            load_model: loads a run's model from its reference (the lifecycle's is the registry
+                loader, ``lifecycle.site.model_loader``).
             clock: the wall clock (start times, journal and order timestamps).
             halted: the halt flag every trader checks (the kill switch).
             in_flight: where each step registers while under way (``KillSwitch.step_in_flight``).
