@@ -26,6 +26,7 @@ for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DIS
 
 from cappuccino_core.clock import parse_utc  # noqa: E402
 from cappuccino_core.config import DataSourceKind, Settings, SettingsError, load_settings
+from cappuccino_core.redaction import install_scrub_filter
 from flows.ingest import IngestParams
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cappuccino: crypto PPO research and deployment pipeline.")
@@ -41,10 +42,13 @@ err_console = Console(stderr=True)
 
 def _settings(**overrides: object) -> Settings:
     try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    # Every log line of the command (its own, the SDKs', Apprise's) is scrubbed of the secrets.
+    install_scrub_filter(settings.secret_values(), [logging.getLogger("apprise")])
+    return settings
 
 
 def _time(text: str | None) -> datetime | None:
@@ -433,9 +437,9 @@ def kill_cmd(
         report = kill_trading(site, who=_who(), reason=reason, flatten=flatten)
     except KillIncomplete as exc:
         err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"done: {exc.report.summary()}")
         raise typer.Exit(1) from None
-    console.print(f"[red bold]trading halted[/red bold] ({'positions closed' if flatten else 'positions kept'}); "
-                  "`cappuccino resume` lifts the halt")
+    console.print(f"[red bold]trading halted[/red bold]; {report.summary()}; `cappuccino resume` lifts the halt")
     for broker in report.brokers:
         console.print(f"{broker.broker}: {len(broker.canceled)} order(s) canceled, "
                       f"{len(broker.closing_orders)} closing order(s) placed")
@@ -477,6 +481,7 @@ def run(
     except (SettingsError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    install_scrub_filter(settings.secret_values(), [logging.getLogger("apprise")])
     (err_console if as_json else console).print(f"pipeline on the {settings.source} market, home {Path(settings.home).resolve()}"
                   + (" (demo budget)" if demo else ""))
     try:
@@ -498,15 +503,32 @@ def _print_pipeline(doc: dict) -> None:
         console.print(line, highlight=False)
 
 
+class _NoTracebackForExpected(logging.Filter):
+    """Drop the traceback Prefect logs with a flow run's exception when it is an expected ingest failure."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from flows.ingest import IngestError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, IngestError) and error.expected:
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def _run_ingest(params: "IngestParams") -> None:
     from flows.ingest import IngestError, ingest
 
+    quiet = _NoTracebackForExpected()
+    flow_log = logging.getLogger("prefect.flow_runs")
+    flow_log.addFilter(quiet)
     try:
         report = ingest(params=params)
     except IngestError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         _print_ingest(exc.report)
-        err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    finally:
+        flow_log.removeFilter(quiet)
     _print_ingest(report)
     if not report.ok:
         raise typer.Exit(1)
@@ -519,7 +541,8 @@ def _print_ingest(report) -> None:
     for item in report.symbols:
         table.add_row(item.symbol, item.interval, str(item.fetched), str(item.added), str(item.rows_after), item.error or "")
     console.print(table)
-    _print_status_dict(report.status)
+    if report.status is not None:
+        _print_status_dict(report.status)
 
 
 def _print_status(status) -> None:

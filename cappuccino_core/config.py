@@ -26,6 +26,7 @@ from pydantic_settings import (
 
 from cappuccino_core.data.intervals import SEARCH_INTERVALS, Interval
 from cappuccino_core.data.symbols import parse_symbol
+from cappuccino_core.redaction import secrets_with_url_parts
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
     "BTC/USD", "ETH/USD", "LTC/USD", "BCH/USD", "LINK/USD", "UNI/USD", "AAVE/USD",
@@ -190,6 +191,14 @@ class Settings(BaseSettings):
         # Whitespace, not commas: an Apprise mailto URL may list several recipients with commas.
         return value.split() if isinstance(value, str) else value
 
+    @field_validator("alpaca_api_key", "alpaca_secret_key", "live_api_key", "live_secret_key")
+    @classmethod
+    def _no_empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty or blank key would count as "set" and reach the broker; unset the variable instead.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("an empty key is not a key: unset the variable or give the key")
+        return value
+
     @model_validator(mode="after")
     def _live_keys_come_in_pairs(self) -> Settings:
         if (self.live_api_key is None) != (self.live_secret_key is None):
@@ -234,9 +243,10 @@ class Settings(BaseSettings):
         return self.live_api_key is not None and self.live_secret_key is not None
 
     def secret_values(self) -> tuple[str, ...]:
-        """Every secret value that is set (keys, notification URLs): what alerts scrub out."""
-        keys = (self.alpaca_api_key, self.alpaca_secret_key, self.live_api_key, self.live_secret_key, *self.notify_urls)
-        return tuple(k.get_secret_value() for k in keys if k is not None and k.get_secret_value())
+        """Every secret value that is set: keys, notification URLs and their credential-like parts (what is scrubbed)."""
+        keys = (self.alpaca_api_key, self.alpaca_secret_key, self.live_api_key, self.live_secret_key)
+        return secrets_with_url_parts((k.get_secret_value() for k in keys if k is not None),
+                                      (u.get_secret_value() for u in self.notify_urls))
 
     def staleness_limit(self, interval: Interval) -> timedelta:
         """How old the last bar of ``interval`` may be before the symbol counts as stale."""

@@ -10,9 +10,14 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import DataSourceKind, RunOverrides, load_settings
+from cappuccino_core.data.errors import BarDataError, SourceError
 from cappuccino_core.data.ingest import IngestWindow, freshness_policy, ingest_window, make_source
 from cappuccino_core.data.store import BarStore
 from tasks.data import assess_data, fetch_and_store
+
+
+# Failures whose message says all there is: a source that refused or could not deliver, bad bars, I/O.
+KNOWN_FAILURES: tuple[type[BaseException], ...] = (SourceError, BarDataError, OSError, TimeoutError)
 
 
 class IngestParams(BaseModel):
@@ -46,6 +51,7 @@ class SymbolIngest(BaseModel):
     rows_after: int = 0
     content_hash: str | None = None
     error: str | None = None
+    known: bool = True  # the error is a known failure (a refusal, bad data, I/O after retries), not a bug
 
 
 class IngestReport(BaseModel):
@@ -55,7 +61,7 @@ class IngestReport(BaseModel):
     window_start: datetime
     window_end: datetime
     symbols: list[SymbolIngest]
-    status: dict[str, Any]
+    status: dict[str, Any] | None  # None when a symbol failed: the fetch's cause is the report, not the store
     status_ok: bool
 
     @property
@@ -65,12 +71,17 @@ class IngestReport(BaseModel):
 
 
 class IngestError(RuntimeError):
-    """Some symbol could not be ingested; ``report`` says which and why (earlier data is intact)."""
+    """Some symbol could not be ingested; ``report`` says which and why (earlier data is intact).
+
+    ``expected`` is True when every failure is a known one (its message is the whole story:
+    no traceback is needed to show it).
+    """
 
     def __init__(self, report: IngestReport) -> None:
         self.report = report
-        failed = "; ".join(f"{s.symbol}: {s.error}" for s in report.symbols if s.error)
-        super().__init__(f"ingest failed for {failed}")
+        failed = [s for s in report.symbols if s.error]
+        self.expected = all(s.known for s in failed)
+        super().__init__("ingest failed for " + "; ".join(f"{s.symbol}: {s.error}" for s in failed))
 
 
 @flow(name="ingest")
@@ -78,7 +89,8 @@ def ingest(params: IngestParams = IngestParams()) -> IngestReport:
     """Fetch, validate and store bars for every symbol, then judge quality and freshness.
 
     Raises:
-        IngestError: a symbol failed (after retries for I/O); the report is attached.
+        IngestError: a symbol failed (after retries for I/O; a refusal is not retried); the
+            report is attached, without a data status (the store is not judged then).
     """
     settings = load_settings(**params.settings_overrides())
     now = SystemClock().now()
@@ -101,13 +113,16 @@ def ingest(params: IngestParams = IngestParams()) -> IngestReport:
             ))
         else:
             error = state.result(raise_on_failure=False)
-            outcomes.append(SymbolIngest(symbol=symbol, interval=str(interval), error=str(error)))
+            outcomes.append(SymbolIngest(symbol=symbol, interval=str(interval), error=str(error),
+                                         known=isinstance(error, KNOWN_FAILURES)))
+    if any(s.error for s in outcomes):
+        # The fetch's cause comes first: judging a store the fetch could not fill would only
+        # say that it is empty or stale.
+        raise IngestError(IngestReport(source=source.name, window_start=window.start, window_end=window.end,
+                                       symbols=outcomes, status=None, status_ok=False))
     policy = freshness_policy(settings, as_of=params.as_of, allow_stale=params.allow_stale)
     status = assess_data(store, policy, now)
-    report = IngestReport(
+    return IngestReport(
         source=source.name, window_start=window.start, window_end=window.end, symbols=outcomes,
         status=status.to_dict(), status_ok=status.ok,
     )
-    if any(s.error for s in outcomes):
-        raise IngestError(report)
-    return report

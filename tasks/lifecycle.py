@@ -63,10 +63,10 @@ def record_live_approval(site: LifecycleSite, model_id: str, approval: Approval,
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)
-def move_to_live(site: LifecycleSite, model_id: str, approval: Approval, decision: dict[str, Any] | None,
+def move_to_live(site: LifecycleSite, model_id: str, approval: Approval, decision: dict[str, Any],
                  at: datetime) -> dict[str, Any]:
-    """Move the approved production model to live."""
-    return live.go_live(site, model_id, approval, decision=decision, at=at)
+    """Move the approved, green-lit production model to live."""
+    return live.go_live(site, model_id, approval, decision, at=at)
 
 
 @task(cache_policy=NONE)

@@ -70,3 +70,32 @@ def test_an_invalid_setting_stops_the_command_with_exit_two(home, monkeypatch) -
     result = runner.invoke(app, ["settings"])
     assert result.exit_code == 2
     assert "CAPPUCCINO_HISTORY_DAYS" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_ingest_with_refused_keys_prints_one_line_naming_the_cause_and_no_traceback(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.fakes.alpaca_server import FakeAlpacaServer
+
+    with FakeAlpacaServer() as fake:
+        fake.require_auth("PKRIGHTKEY0001", "right-secret-0001")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CAPPUCCINO_", "APCA_"))}
+        env.update(CAPPUCCINO_HOME=str(tmp_path / "home"), CAPPUCCINO_CONFIG=str(tmp_path / "absent.toml"),
+                   PYTHONPATH=str(REPO), CAPPUCCINO_SOURCE="alpaca", CAPPUCCINO_ALPACA_DATA_URL=fake.url,
+                   CAPPUCCINO_SYMBOLS="BTC/USD", CAPPUCCINO_HISTORY_DAYS="7", APCA_API_KEY_ID="PKWRONGKEY0001",
+                   APCA_API_SECRET_KEY="wrong-secret-0001",
+                   PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")  # the ephemeral server, on a busy machine
+        done = subprocess.run([sys.executable, "-c", "from cappuccino_core.cli import app; app()", "data", "ingest"],
+                              env=env, capture_output=True, text=True, timeout=500, cwd=tmp_path)
+        requests = len(fake.bar_requests())
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: ingest failed for BTC/USD: alpaca BTC/USD 1h: Alpaca rejected the credentials "
+                      "(HTTP 403); check the API key and secret settings"]
+    assert requests == 1

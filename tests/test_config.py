@@ -86,3 +86,13 @@ def test_a_run_overrides_research_knobs_but_never_secrets_home_or_live_switches(
     assert not forbidden & set(OVERRIDABLE)
     with pytest.raises(ValueError):
         RunOverrides(live_enabled=True)
+
+
+@pytest.mark.parametrize("variable", ["CAPPUCCINO_LIVE_API_KEY", "CAPPUCCINO_LIVE_SECRET_KEY", "APCA_API_KEY_ID",
+                                      "APCA_API_SECRET_KEY"])
+def test_an_empty_key_is_refused_rather_than_counted_as_a_key(monkeypatch, variable) -> None:
+    for name in ("CAPPUCCINO_LIVE_API_KEY", "CAPPUCCINO_LIVE_SECRET_KEY", "APCA_API_KEY_ID", "APCA_API_SECRET_KEY"):
+        monkeypatch.setenv(name, "KEYVALUE0001")
+    monkeypatch.setenv(variable, "  ")
+    with pytest.raises(SettingsError, match="an empty key is not a key"):
+        load_settings()

@@ -12,7 +12,7 @@ How a fetch works:
   every HTTP request a timeout. ``AlpacaBarSource`` retries HTTP 429, 5xx, timeouts and
   connection errors with exponential backoff (``backoff_seconds * 2**k``, capped at
   ``max_backoff_seconds``) through an injected ``sleep``, at most ``max_retries`` times.
-* 401/403 raise ``SourceError`` at once; other 4xx raise ``SourceError`` at once; a body
+* 401/403 raise ``SourceRefused`` at once; other 4xx raise ``SourceRefused`` at once; a body
   that is not an Alpaca bars reply raises ``BarDataError``. No message or log line ever
   holds the API key or secret.
 * Alpaca's ``end`` is inclusive, so each chunk asks up to one microsecond before its end;
@@ -46,7 +46,7 @@ from pydantic import ValidationError
 
 from cappuccino_core.alpaca_http import TRANSIENT_ERRORS, TimeoutSession
 from cappuccino_core.data.bars import BAR_SCHEMA
-from cappuccino_core.data.errors import BarDataError, SourceError
+from cappuccino_core.data.errors import BarDataError, SourceError, SourceRefused
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.symbols import parse_symbol
 
@@ -265,15 +265,15 @@ class AlpacaBarSource:
             self._sleep(wait)
 
     def _classify_api_error(self, where: str, error: APIError, attempts: int) -> str:
-        """Return a retry reason for 429/5xx; raise ``SourceError`` for any other status."""
+        """Return a retry reason for 429/5xx; raise ``SourceRefused`` for any other status."""
         status = error.status_code
         if status in (401, 403):
-            raise SourceError(f"{where}: Alpaca rejected the credentials (HTTP {status}); "
+            raise SourceRefused(f"{where}: Alpaca rejected the credentials (HTTP {status}); "
                               "check the API key and secret settings") from None
         if status == 429 or (status is not None and status >= 500):
             return f"HTTP {status}"
         body = self._redact(str(error))[:200]
-        raise SourceError(f"{where}: Alpaca refused the request with HTTP {status} "
+        raise SourceRefused(f"{where}: Alpaca refused the request with HTTP {status} "
                           f"on attempt {attempts}: {body}") from None
 
     def _redact(self, text: str) -> str:

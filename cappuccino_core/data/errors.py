@@ -21,5 +21,10 @@ class SourceError(RuntimeError):
     """A bar source could not deliver (retries exhausted, credentials refused, bad reply)."""
 
 
+class SourceRefused(SourceError):
+    """A refusal no retry can change: credentials rejected (HTTP 401/403), a request refused
+    (another 4xx), a missing directory or file. Never retried; reported in one line."""
+
+
 class StaleDataError(RuntimeError):
     """The freshness gate refused: some symbol is stale or broken. The message lists which."""

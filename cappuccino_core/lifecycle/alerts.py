@@ -5,8 +5,11 @@ passwords) is replaced by ``***`` wherever it occurs, so an alert never carries 
 the log, the database or a chat. Notification URLs are Apprise URLs (``discord://``,
 ``slack://``, ``mailto://``, ``json://host/path`` for a plain JSON webhook, ...), sent with
 the Apprise library one URL at a time; each delivery's outcome is returned and logged (a
-failed delivery never loses the alert: it is already in the database and the log). URLs are
-only ever logged in Apprise's privacy form (tokens masked).
+failed delivery never loses the alert: it is already in the database and the log). A URL is
+only ever shown as ``scheme://host[:port]`` (``redaction.describe_url``); its credential-like
+parts (user, password, token-like path segments and query values) are scrubbed like the
+configured secrets, and so are the records of Apprise's own logger (Apprise's privacy form
+does not mask every scheme's path, ``json://`` among them).
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from cappuccino_core.clock import ensure_utc
 from cappuccino_core.db import Base, session_factory
 from cappuccino_core.lifecycle.tables import ALERT_TABLES, AlertRow
 from cappuccino_core.lifecycle.verdict import Level
+from cappuccino_core.redaction import (
+    MIN_SECRET_LENGTH, REDACTED, ScrubFilter, describe_url, scrub, secrets_with_url_parts,
+)
 
 logger = logging.getLogger(__name__)
 
-REDACTED = "***"
-MIN_SECRET_LENGTH = 4
+__all__ = ["REDACTED", "Alert", "AlertLevel", "AlertOutcome", "Alerts", "Delivery", "scrub"]
 
 
 class AlertLevel(StrEnum):
@@ -64,7 +69,7 @@ class Alert:
 
 @dataclass(frozen=True)
 class Delivery:
-    """One notification attempt: the URL (privacy form) and whether Apprise delivered it."""
+    """One notification attempt: the URL as ``scheme://host[:port]`` and whether Apprise delivered it."""
 
     target: str
     delivered: bool
@@ -78,13 +83,6 @@ class AlertOutcome:
     deliveries: tuple[Delivery, ...]
 
 
-def scrub(text: str, secrets: Sequence[str]) -> str:
-    """Return ``text`` with every occurrence of every secret replaced by ``***`` (longest first)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 class Alerts:
     """Raises alerts: scrubbed, logged, stored, and sent to the configured notification URLs."""
 
@@ -94,7 +92,8 @@ class Alerts:
         Args:
             engine: the project database (the ``lifecycle_alert`` table is created if needed).
             secrets: values that must never appear in an alert (empty values are ignored).
-            notify_urls: Apprise URLs every alert is sent to (none: log and database only).
+            notify_urls: Apprise URLs every alert is sent to (none: log and database only); each
+                URL and its credential-like parts are scrubbed too.
 
         Raises:
             ValueError: a secret shorter than 4 characters (scrubbing it would mangle every
@@ -103,13 +102,15 @@ class Alerts:
         short = [s for s in secrets if s and len(s) < MIN_SECRET_LENGTH]
         if short:
             raise ValueError(f"{len(short)} secret(s) shorter than {MIN_SECRET_LENGTH} characters cannot be scrubbed")
-        self._secrets = tuple(s for s in secrets if s)
-        self._targets = []
+        self._secrets = secrets_with_url_parts(secrets, notify_urls)
+        self._targets: list[tuple[str, apprise.Apprise]] = []
         for i, url in enumerate(notify_urls):
             target = apprise.Apprise()
             if not target.add(url):
                 raise ValueError(f"notification URL #{i + 1} is not a URL Apprise understands")
-            self._targets.append(target)
+            self._targets.append((f"notification URL #{i + 1} ({describe_url(url)})", target))
+        if self._secrets:
+            _scrub_apprise_log(self._secrets)
         Base.metadata.create_all(engine, tables=ALERT_TABLES)
         self._sessions = session_factory(engine)
 
@@ -141,10 +142,17 @@ class Alerts:
         deliveries = []
         title = f"Cappuccino {alert.level}: {alert.source}"
         body = f"{alert.message}\n({alert.at.isoformat()})"
-        for target in self._targets:
-            where = ", ".join(service.url(privacy=True) for service in target)
+        for where, target in self._targets:
             delivered = bool(target.notify(body=body, title=title, notify_type=_NOTIFY_TYPES[alert.level]))
             if not delivered:
                 logger.error("alert %d could not be delivered to %s", alert.id, where)
             deliveries.append(Delivery(where, delivered))
         return deliveries
+
+
+def _scrub_apprise_log(secrets: Sequence[str]) -> None:
+    """Scrub ``secrets`` from the records of Apprise's logger (its debug lines quote full URLs)."""
+    apprise_logger = logging.getLogger("apprise")
+    for old in [f for f in apprise_logger.filters if isinstance(f, ScrubFilter)]:
+        apprise_logger.removeFilter(old)
+    apprise_logger.addFilter(ScrubFilter(secrets))

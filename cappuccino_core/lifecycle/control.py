@@ -24,6 +24,7 @@ from cappuccino_core.lifecycle.kill_switch import HaltState, KillIncomplete, Kil
 from cappuccino_core.lifecycle.production import production_trader_id
 from cappuccino_core.lifecycle.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Role
+from cappuccino_core.redaction import scrub
 from cappuccino_core.trading.broker import Broker
 from cappuccino_core.trading.sim_broker import SimBroker
 
@@ -46,28 +47,35 @@ def trading_accounts(site: LifecycleSite) -> dict[str, Broker]:
 
 def kill_trading(site: LifecycleSite, *, who: str, reason: str, flatten: bool = True,
                  at: datetime | None = None) -> KillReport:
-    """Halt every trader, cancel open orders and (if ``flatten``) close every position.
+    """Halt every trader, cancel open orders and (if ``flatten``) close every position (secrets masked in who and why).
 
     Raises:
         KillIncomplete: trading is halted but some account failed (the report says which).
     """
     at = at or site.now()
+    who, reason = _scrubbed(site, who), _scrubbed(site, reason)
     accounts = trading_accounts(site)
     try:
         report = kill(site.switch, accounts, reason=reason, who=who, at=at, flatten=flatten)
     except KillIncomplete as exc:
         site.alert(AlertLevel.EMERGENCY, "kill", f"trading halted by {who} ({reason}) but the kill is incomplete: "
-                   + "; ".join(f"{b.broker}: {b.error}" for b in exc.report.brokers if b.error), at=at)
+                   + "; ".join(exc.report.failures()) + f"; {exc.report.summary()}", at=at)
         raise
     done = ", ".join(f"{b.broker}: {len(b.canceled)} canceled, {len(b.closing_orders)} closing"
                      for b in report.brokers) or "no account"
-    site.alert(AlertLevel.EMERGENCY, "kill", f"trading halted by {who} ({reason}); {done}", at=at)
+    site.alert(AlertLevel.EMERGENCY, "kill", f"trading halted by {who} ({reason}); {done}; {report.summary()}", at=at)
     return report
 
 
 def resume_trading(site: LifecycleSite, *, who: str, reason: str = "resumed", at: datetime | None = None) -> HaltState:
     """Lift the halt: traders step again from the next bar."""
     at = at or site.now()
+    who, reason = _scrubbed(site, who), _scrubbed(site, reason)
     state = site.switch.resume(who=who, at=at, reason=reason)
     site.alert(AlertLevel.WARNING, "resume", f"trading resumed by {who}: {reason}", at=at)
     return state
+
+
+def _scrubbed(site: LifecycleSite, text: str) -> str:
+    """``text`` with every configured secret masked (a reason is stored and shown)."""
+    return scrub(text, site.settings.secret_values())

@@ -13,13 +13,17 @@
 
 A ``ready`` model goes live only with an ``Approval`` (a person through the live-gate flow's
 pause, or automatic approval when ``auto_approve`` is set). Every approval or rejection is
-stored as a gate decision (``live_approval``). ``go_live`` checks the state again (the wait
-for approval may have been long), moves the model to live, mirrors and alerts; its capital
-starts at the first ramp step.
+stored as a gate decision (``live_approval``). ``go_live`` requires both as values and checks
+them against the model's own stored records (the latest green light, passing and recent; the
+latest approval, given after it), checks the state again (the wait for approval may have
+been long), moves the model to live and mirrors it as one unit (a mirror failure moves it
+back), and alerts; its capital starts at the first ramp step.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -38,6 +42,8 @@ from cappuccino_core.lifecycle.stages import Role, Stage, TransitionRefused
 from cappuccino_core.lifecycle.track_record import TrackRecord
 
 APPROVAL_GATE = "live_approval"
+WHO = "live-gate"
+GREEN_LIGHT_RULES = ("history", "alpha", "sharpe", "max_drawdown", "errors")  # every one must have passed
 
 
 class GateStatus(StrEnum):
@@ -122,22 +128,76 @@ def record_approval(site: LifecycleSite, model_id: str, approval: Approval, *, a
                                            decided_at=ensure_utc(at), decision=approval.to_dict())
 
 
-def go_live(site: LifecycleSite, model_id: str, approval: Approval, *, decision: dict[str, Any] | None,
-            at: datetime) -> dict[str, Any]:
-    """Move the approved production model to live; return the transition and its first capital step.
+class LiveGateRefused(RuntimeError):
+    """``go_live`` found no passing green-light decision or no approval of its own record for the model."""
 
+
+class LiveMirrorFailed(RuntimeError):
+    """The move to live could not be mirrored to MLflow; ``reverted`` says whether the model was moved back.
+
+    ``reverted`` True: the model is where it was (production, not live) and nothing traded live.
+    False: moving it back failed too; the model is live in the database and the next mirror
+    (every lifecycle flow run mirrors) repairs MLflow.
+    """
+
+    def __init__(self, message: str, *, reverted: bool) -> None:
+        super().__init__(message)
+        self.reverted = reverted
+
+
+def check_live_grant(site: LifecycleSite, model_id: str, approval: Approval, decision: Mapping[str, Any]) -> None:
+    """Check that ``decision`` and ``approval`` are this model's own stored, passing, in-order records.
+
+    The green light must be the model's latest stored ``green_light`` decision, allowed with
+    every rule passed (a newer refusal voids an older green light); the approval must be the
+    model's latest stored ``live_approval``, approving, by someone, and stored after that
+    green light.
+
+    Raises:
+        LiveGateRefused: which of these does not hold.
+    """
+    if decision.get("model_id") != model_id:
+        raise LiveGateRefused(f"the green-light decision given is for {decision.get('model_id')!r}, not {model_id}")
+    rules = decision.get("rules") or []
+    if (not decision.get("allowed") or {r.get("name") for r in rules} != set(GREEN_LIGHT_RULES)
+            or not all(r.get("passed") for r in rules)):
+        raise LiveGateRefused(f"{model_id} has no passing green-light decision: {model_id} was not moved to live")
+    lights = site.store.gate_decisions(gate=GATE_NAME, model_id=model_id)
+    if not lights or lights[-1].decision != _as_stored(decision) or not lights[-1].allowed:
+        raise LiveGateRefused(f"the green-light decision given is not {model_id}'s latest stored one "
+                              "(judge_green_light): it was not moved to live")
+    approvals = site.store.gate_decisions(gate=APPROVAL_GATE, model_id=model_id)
+    if not approval.approve or not approval.who.strip():
+        raise LiveGateRefused(f"{model_id} was not approved for live trading")
+    if not approvals or approvals[-1].decision != _as_stored(approval.to_dict()) or not approvals[-1].allowed:
+        raise LiveGateRefused(f"the approval given is not {model_id}'s latest stored approval (record_approval): "
+                              "it was not moved to live")
+    if approvals[-1].id < lights[-1].id:  # stored before the green light it would approve
+        raise LiveGateRefused(f"{model_id}'s approval was given before its latest green light: "
+                              "it was not moved to live")
+
+
+def go_live(site: LifecycleSite, model_id: str, approval: Approval, decision: Mapping[str, Any], *,
+            at: datetime) -> dict[str, Any]:
+    """Move the approved, green-lit production model to live; return the transition and its first capital step.
+
+    The green light and the approval are checked against the model's own stored records
+    (``check_live_grant``), never taken on the caller's word. The move and its MLflow mirror
+    are one unit: when the mirror fails the model is moved back to production and
+    ``LiveMirrorFailed`` says so (or, if that fails too, that the next mirror repairs it).
     Idempotent: for a model already live it returns the move that made it live.
 
     Raises:
-        ValueError: the approval is a rejection.
+        LiveGateRefused: no passing green light or no approval of the model's own (see above).
         LiveNotAllowed: the configuration no longer allows live trading.
         TransitionRefused: the model no longer holds production, or another model went live meanwhile.
+        LiveMirrorFailed: MLflow could not be updated (``reverted`` says where the model is).
     """
-    if not approval.approve:
-        raise ValueError(f"{model_id} was not approved for live trading")
+    at = ensure_utc(at)
     if site.store.holder(Role.LIVE) == model_id:  # a repeated call (a retried task): already done
         moved = [t for t in site.store.transitions(model_id) if t.to_stage is Stage.LIVE][-1]
         return {"transition": moved.to_dict(), "capital": moved.figures.get("capital")}
+    check_live_grant(site, model_id, approval, decision)
     readiness = live_readiness(site.settings)
     if not readiness.ready:
         raise LiveNotAllowed(readiness.message)
@@ -146,12 +206,39 @@ def go_live(site: LifecycleSite, model_id: str, approval: Approval, *, decision:
     first = live_ramp(site, None)
     why = f"green light and approval by {approval.who}" + (f": {approval.note}" if approval.note else "")
     transition = site.store.move(model_id, Stage.LIVE, who=approval.who, why=why, at=at,
-                                 figures={"green_light": decision, "approval": approval.to_dict(),
+                                 figures={"green_light": dict(decision), "approval": approval.to_dict(),
                                           "capital": first.to_dict()})
-    site.mirror()
+    _mirror_or_revert(site, model_id, at)
     site.alert(AlertLevel.WARNING, "live_gate",
                f"{model_id} is LIVE: trades {first.capital:.2f} of real money (step 1 of the ramp); {why}", at=at)
     return {"transition": transition.to_dict(), "capital": first.to_dict()}
+
+
+def _as_stored(value: Mapping[str, Any]) -> Any:
+    """``value`` as the store reads it back (JSON: tuples become lists)."""
+    return json.loads(json.dumps(dict(value), sort_keys=True))
+
+
+def _mirror_or_revert(site: LifecycleSite, model_id: str, at: datetime) -> None:
+    """Mirror the move to live; on failure move the model back to production and raise ``LiveMirrorFailed``."""
+    try:
+        site.mirror()
+    except Exception as exc:  # noqa: BLE001 - any mirror failure undoes the move; re-raised as LiveMirrorFailed
+        cause = f"{type(exc).__name__}: {exc}"
+        try:
+            site.store.move(model_id, Stage.PRODUCTION, who=WHO, at=at,
+                            why=f"the move to live could not be mirrored to MLflow ({cause}); moved back")
+        except Exception as undo:  # noqa: BLE001 - reported with the original cause below
+            site.alert(AlertLevel.CRITICAL, "live_gate", f"{model_id} is live but MLflow was not updated ({cause}) "
+                       f"and moving it back failed ({type(undo).__name__}); the next mirror repairs MLflow", at=at)
+            raise LiveMirrorFailed(f"{model_id} is live, but MLflow was not updated ({cause}); moving it back failed "
+                                   f"({type(undo).__name__}: {undo}); the next lifecycle run repairs the mirror",
+                                   reverted=False) from exc
+        site.alert(AlertLevel.CRITICAL, "live_gate",
+                   f"{model_id} was not moved to live: MLflow could not be updated ({cause}); it stays in production",
+                   at=at)
+        raise LiveMirrorFailed(f"{model_id} was not moved to live: MLflow could not be updated ({cause}); "
+                               "it was moved back to production and traded nothing live", reverted=True) from exc
 
 
 def live_capital(site: LifecycleSite) -> dict[str, Any] | None:

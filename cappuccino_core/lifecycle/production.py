@@ -67,7 +67,8 @@ def production_trader(site: LifecycleSite, model_id: str) -> Trader:
     model = replace(model, env_config=replace(model.env_config, initial_cash=site.settings.production_cash))
     trader_id = production_trader_id(model_id)
     broker = site.paper_broker(trader_id, model.costs)
-    return Trader(trader_id, model, broker, site.bars, site.journal, halted=site.switch.is_halted, clock=site.clock)
+    return Trader(trader_id, model, broker, site.bars, site.journal, halted=site.switch.is_halted,
+                    in_flight=site.switch.step_in_flight, clock=site.clock)
 
 
 def step_production(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
@@ -136,7 +137,8 @@ def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
                                       bar_time=bar_time, at=site.now())
     model = site.load_model(model_id).with_risk(RiskConfig())
     trader = Trader(trader_id, model, ReservedBroker(broker, allocation.reserve), site.bars, site.journal,
-                    halted=site.switch.is_halted, clock=site.clock)
+                    halted=site.switch.is_halted,
+                    in_flight=site.switch.step_in_flight, clock=site.clock)
     report = _outcome("live", model_id, "alpaca-live", trader.step(bar_time))
     report["allocation"] = allocation.to_dict()
     return report

@@ -15,17 +15,17 @@ the stages are mirrored into, and the brokers:
   live, so no setting alone can put real money at risk.
 
 Models are referred to by their lifecycle id, ``models:/<name>/<version>``; ``model_loader``
-loads those from the registry (and a plain checkpoint directory as itself).
+loads those through the registry loader (``registry.loader.load_policy``: the weights and card
+verified against the SHA-256 recorded at registration, the registry tags against the card) and
+nothing else: a checkpoint directory or run URI never trades. Sandbox, production, live and
+the offline replay all load through it.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
-
 from mlflow.tracking import MlflowClient
 from sqlalchemy import Engine
 
@@ -38,14 +38,15 @@ from cappuccino_core.lifecycle.alerts import AlertLevel, AlertOutcome, Alerts
 from cappuccino_core.lifecycle.kill_switch import KillSwitch
 from cappuccino_core.lifecycle.mirror import MirrorReport, mirror_lifecycle
 from cappuccino_core.lifecycle.store import LifecycleStore
-from cappuccino_core.registry.loader import checkpoint_dir, download_model
+from cappuccino_core.registry.loader import ModelNotFoundError, load_policy
+from cappuccino_core.registry.models import parse_version_uri
 from cappuccino_core.tracking.store import client as mlflow_client
 from cappuccino_core.tracking.store import ensure_store, tracking_uri
 from cappuccino_core.trading.alpaca_broker import AlpacaBroker
 from cappuccino_core.trading.bars_provider import BarProvider, StoreBarProvider
 from cappuccino_core.trading.broker import Broker
 from cappuccino_core.trading.journal import TradeJournal
-from cappuccino_core.trading.model import TradingModel, load_checkpoint_model
+from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.sandbox import ModelLoader, Sandbox
 from cappuccino_core.trading.sim_broker import SimBroker
 
@@ -80,14 +81,22 @@ def live_readiness(settings: Settings) -> LiveReadiness:
 
 
 def model_loader(tracking: str) -> ModelLoader:
-    """Return a loader of ``models:/<name>/<version>`` (from the registry at ``tracking``) or checkpoint directories."""
+    """Return the loader of every model that trades: registered versions ``models:/<name>/<version>`` only.
+
+    Raises (from the returned loader):
+        ModelNotFoundError: the reference is not a registered version, or names none.
+        ModelIntegrityError: the version's files are not the ones registered.
+        ModelMismatchError: the registry tags (study, trial, data, feature spec) contradict the card.
+    """
 
     def load(ref: str) -> TradingModel:
-        if not ref.startswith("models:/"):
-            return load_checkpoint_model(ref)
-        with tempfile.TemporaryDirectory(prefix="cappuccino-lifecycle-") as tmp:
-            local = download_model(ref, tracking_uri=tracking, dst_dir=Path(tmp))
-            return load_checkpoint_model(checkpoint_dir(local), model_id=ref)
+        try:
+            parse_version_uri(ref)
+        except ValueError:
+            raise ModelNotFoundError(f"{ref}: only a registered model version (models:/<name>/<version>) "
+                                     "may trade") from None
+        loaded = load_policy(ref, None, tracking_uri=tracking)
+        return TradingModel.from_card(ref, loaded.policy, loaded.normalizer, loaded.env_config, loaded.card)
 
     return load
 
@@ -146,7 +155,7 @@ class LifecycleSite:
     def sandbox(self) -> Sandbox:
         """The sandbox on this site's bars, loader, clock and halt flag."""
         return Sandbox(self.engine, self.bars, load_model=self.load_model, clock=self.clock,
-                       halted=self.switch.is_halted)
+                       halted=self.switch.is_halted, in_flight=self.switch.step_in_flight)
 
     def now(self) -> datetime:
         """The site's clock."""

@@ -113,6 +113,18 @@ class HaltEventRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class StepInFlightRow(Base):
+    """A trader step under way (inserted when the step starts, deleted when it ends), so ``kill`` can wait for it."""
+
+    __tablename__ = "lifecycle_step_in_flight"
+
+    trader_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bar_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AlertRow(Base):
     """One alert, its message already scrubbed of secrets."""
 
@@ -127,5 +139,5 @@ class AlertRow(Base):
 
 LIFECYCLE_TABLES = [LifecycleModelRow.__table__, LifecycleRoleRow.__table__, LifecycleTransitionRow.__table__,
                     LifecycleGateDecisionRow.__table__]
-HALT_TABLES = [HaltRow.__table__, HaltEventRow.__table__]
+HALT_TABLES = [HaltRow.__table__, HaltEventRow.__table__, StepInFlightRow.__table__]
 ALERT_TABLES = [AlertRow.__table__]

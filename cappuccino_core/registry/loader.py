@@ -12,10 +12,18 @@ Every URI is resolved with an explicit ``MlflowClient`` for ``tracking_uri`` (ML
 by ``load_trained_policy``, which refuses a panel whose feature spec, symbols or interval differ
 from the model card; registry tags that contradict the card, or a study other than the
 expected one, are refused too.
+
+A registered version carries the SHA-256 of its weights (``weights_sha256``) and of its model
+card (``card_sha256``), recorded by ``register_candidate`` from the files the registry serves.
+Loading a registered version checks both before anything is deserialised: edited weights
+(even with the card's own hash rewritten to match) or an edited card (relabelled to another
+study, say) are refused with ``ModelIntegrityError``, and so is a version registered without
+the two tags. The card's own ``weights_sha256`` only proves the directory is self-consistent.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,7 +39,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from cappuccino_core.agents.checkpoint import CARD_FILE, CheckpointError, ModelCard, ModelMismatchError
+from cappuccino_core.agents.checkpoint import (
+    CARD_FILE, WEIGHTS_FILE, CheckpointError, ModelCard, ModelMismatchError, load_checkpoint,
+)
 from cappuccino_core.agents.fit import AgentPolicy, load_trained_policy
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
@@ -45,9 +55,17 @@ _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+)$")
 
 T = TypeVar("T")
 
+WEIGHTS_SHA256_TAG = "weights_sha256"
+CARD_SHA256_TAG = "card_sha256"
+INTEGRITY_TAGS = (WEIGHTS_SHA256_TAG, CARD_SHA256_TAG)
+
 
 class ModelNotFoundError(LookupError):
     """A model URI names no registered version, alias, logged model, run artifact or directory."""
+
+
+class ModelIntegrityError(CheckpointError):
+    """A registered version's files are not the ones registered (their SHA-256 differs from the registry's)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +105,7 @@ class _Resolved:
 
 def load_policy(
     uri: str,
-    panel: MarketPanel,
+    panel: MarketPanel | None,
     *,
     tracking_uri: str,
     expected_study: str | None = None,
@@ -97,7 +115,8 @@ def load_policy(
 
     Args:
         uri: see the module docstring for the accepted forms.
-        panel: the panel the policy will trade; its inputs must match the model card.
+        panel: the panel the policy will trade; its inputs must match the model card (``None``:
+            checked later, by the trader on every bar).
         tracking_uri: the MLflow store (tracking and registry) to resolve ``uri`` in.
         expected_study: refuse a model from any other study.
         dst_dir: keep the downloaded files here (default: a temporary folder, removed after loading).
@@ -106,13 +125,22 @@ def load_policy(
         ModelNotFoundError: the URI names nothing (the message names the URI).
         ModelMismatchError: the panel does not match the card, the registry tags contradict the
             card, or the model is from another study than ``expected_study``.
+        ModelIntegrityError: a registered version's weights or card differ from the SHA-256 the
+            registry recorded at registration, or it has no such record.
         CheckpointError: the files are not a checkpoint or fail their SHA-256 check.
     """
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     resolved = _resolve(client, uri)
     with _workdir(dst_dir) as workdir:
-        local = _fetch(resolved, uri, tracking_uri, workdir)
-        policy, normalizer, env_config, card = load_trained_policy(checkpoint_dir(local), panel)
+        local = checkpoint_dir(_fetch(resolved, uri, tracking_uri, workdir))
+        if resolved.version is not None:
+            verify_registered_files(uri, resolved.version, local)
+        if panel is None:
+            agent, card = load_checkpoint(local)
+            policy = AgentPolicy(agent, name=f"ppo:{card.study or 'adhoc'}:{card.trial}")
+            normalizer, env_config = FeatureNormalizer.from_dict(card.normalisation), EnvConfig.from_dict(card.env_config)
+        else:
+            policy, normalizer, env_config, card = load_trained_policy(local, panel)
     study = _check_provenance(uri, resolved.version, card, expected_study)
     return LoadedPolicy(
         policy=policy, normalizer=normalizer, env_config=env_config, card=card, uri=uri,
@@ -128,6 +156,40 @@ def download_model(uri: str, *, tracking_uri: str, dst_dir: Path) -> Path:
     """
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     return _fetch(_resolve(client, uri), uri, tracking_uri, Path(dst_dir))
+
+
+def checkpoint_digests(directory: Path) -> dict[str, str]:
+    """Return the registry's integrity tags of a checkpoint directory: SHA-256 of its weights and of its card.
+
+    Raises:
+        CheckpointError: the weights or the card file is missing.
+    """
+    digests = {}
+    for tag, name in ((WEIGHTS_SHA256_TAG, WEIGHTS_FILE), (CARD_SHA256_TAG, CARD_FILE)):
+        path = Path(directory) / name
+        if not path.is_file():
+            raise CheckpointError(f"{path}: missing")
+        digests[tag] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def verify_registered_files(uri: str, version: ModelVersion, directory: Path) -> None:
+    """Refuse ``directory`` unless its weights and card have the SHA-256 recorded on ``version``.
+
+    Raises:
+        ModelIntegrityError: a digest differs, or the version has no integrity tags.
+    """
+    missing = [t for t in INTEGRITY_TAGS if not version.tags.get(t)]
+    if missing:
+        raise ModelIntegrityError(f"{uri}: version {version.version} was registered without {', '.join(missing)}: "
+                                  "its files cannot be verified; register it again")
+    found = checkpoint_digests(directory)
+    wrong = [f"{name} (sha256 {found[tag][:12]}..., registered {version.tags[tag][:12]}...)"
+             for tag, name in ((WEIGHTS_SHA256_TAG, WEIGHTS_FILE), (CARD_SHA256_TAG, CARD_FILE))
+             if found[tag] != version.tags[tag]]
+    if wrong:
+        raise ModelIntegrityError(f"{uri}: refused: {' and '.join(wrong)} differ from what was registered: "
+                                  "the checkpoint was changed after registration")
 
 
 def checkpoint_dir(local: Path) -> Path:

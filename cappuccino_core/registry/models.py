@@ -2,16 +2,24 @@
 
 Stages are deprecated in MLflow (since 2.9); a version's place in the lifecycle is its tag
 ``stage`` and the aliases pointing at it. Every version carries the tags that say where it
-came from: ``study``, ``trial``, ``feature_spec_version``, ``data_hash``.
+came from: ``study``, ``trial``, ``feature_spec_version``, ``data_hash``, and what it is:
+``weights_sha256`` and ``card_sha256`` of the checkpoint files as the registry serves them
+(``registry.loader`` verifies both on every load).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
+
+import mlflow.artifacts
 
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+
+from cappuccino_core.registry.loader import INTEGRITY_TAGS, checkpoint_digests, checkpoint_dir
 
 DEFAULT_MODEL_NAME = "cappuccino-ppo"
 
@@ -84,16 +92,25 @@ def register_candidate(
         "study": study, "trial": str(int(trial)), "feature_spec_version": str(feature_spec_version),
         "data_hash": data_hash, "stage": CANDIDATE_STAGE,
     }
-    clash = sorted(set(extra_tags or {}) & set(tags))
+    clash = sorted(set(extra_tags or {}) & (set(tags) | set(INTEGRITY_TAGS)))
     if clash:
         raise ValueError(f"extra_tags may not set the provenance tags {clash}")
     source, model_id = _source_of(client, model_uri, run_id)
+    tags.update(_served_digests(client, source))
     ensure_registered_model(client, model_name)
     version = client.create_model_version(
         model_name, source=source, run_id=run_id,
         tags={**{k: str(v) for k, v in (extra_tags or {}).items()}, **tags}, model_id=model_id,
     )
     return str(version.version)
+
+
+def _served_digests(client: MlflowClient, source: str) -> dict[str, str]:
+    """SHA-256 of the weights and card at ``source``, read from the store the registry serves them from."""
+    with tempfile.TemporaryDirectory(prefix="cappuccino-register-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=tmp,
+                                                    tracking_uri=client.tracking_uri)
+        return checkpoint_digests(checkpoint_dir(Path(local)))
 
 
 def set_version_tag(client: MlflowClient, name: str, version: str, key: str, value: str) -> None:

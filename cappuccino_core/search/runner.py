@@ -16,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+from optuna.trial import TrialState
 
 from cappuccino_core.agents.budget import BudgetError, envs_for_budget
 from cappuccino_core.agents.config import PPOConfig
@@ -33,8 +34,8 @@ from cappuccino_core.search.spec import EarlyStopConfig, PrunerConfig, StudyKind
 from cappuccino_core.search.summary import StudySummary, summarise
 from cappuccino_core.search.timeframe import TimeframeChoice, choose_timeframe
 from cappuccino_core.study.early_stop import DiminishingReturns
-from cappuccino_core.study.storage import default_storage_url, load_study, prepare_study, sqlite_path
-from cappuccino_core.study.worker import WorkerReport, run_worker
+from cappuccino_core.study.storage import default_storage_url, load_study, open_storage, prepare_study, sqlite_path
+from cappuccino_core.study.worker import ERROR_ATTR, WORKER_ATTR, WorkerReport, run_worker, worker_id
 from cappuccino_core.tracking.runs import end_run, get_or_create_experiment, get_or_create_parent_run, reopen_run, set_summary
 from cappuccino_core.tracking.store import client as mlflow_client, code_version, ensure_store, experiment_artifact_location, tracking_uri
 
@@ -248,8 +249,10 @@ def spawn_workers(count: int, loc: StudyLocation, name: str, *, max_trials: int 
     logs.mkdir(parents=True, exist_ok=True)
     procs = []
     for i in range(count):
+        # --parent-pid: the worker asks the kernel for SIGTERM when this process dies (no orphans).
         cmd = [sys.executable, "-m", "cappuccino_core.search.worker_main", "--storage", loc.storage_url,
-               "--tracking", loc.tracking_uri, "--home", str(loc.home), "--study", name]
+               "--tracking", loc.tracking_uri, "--home", str(loc.home), "--study", name,
+               "--parent-pid", str(os.getpid())]
         if max_trials is not None:
             cmd += ["--max-trials", str(max_trials)]
         log = open(logs / f"worker-{i}.log", "ab")  # noqa: SIM115 - handed to the child, closed with it
@@ -259,13 +262,40 @@ def spawn_workers(count: int, loc: StudyLocation, name: str, *, max_trials: int 
 
 
 def wait_workers(procs: list[subprocess.Popen], loc: StudyLocation, name: str) -> None:
-    """Wait for every worker; raise naming each one that failed and its log."""
-    failed = []
+    """Wait for every worker; a dead worker's running trials fail and their runs close FAILED; raise naming it.
+
+    The surviving workers run to their end first. Then every trial a failed worker left
+    RUNNING is failed in Optuna (with the exit code as its error) and ``reconcile_runs``
+    closes its MLflow run as FAILED, so the records agree without waiting for a heartbeat.
+    """
+    failed, dead = [], {}
     for i, proc in enumerate(procs):
         if proc.wait() != 0:
             failed.append(f"worker {i} exited {proc.returncode} (log: {loc.home / 'studies' / name / f'worker-{i}.log'})")
+            dead[worker_id(proc.pid)] = f"worker {i} (pid {proc.pid}) exited {proc.returncode} during this trial"
     if failed:
-        raise StudyError("; ".join(failed))
+        closed = fail_trials_of(loc, name, dead)
+        raise StudyError("; ".join(failed) + (f"; its running trial(s) {closed} failed, their runs closed"
+                                              if closed else "")
+                         + f"; run the command again to finish study {name!r}")
+
+
+def fail_trials_of(loc: StudyLocation, name: str, dead: dict[str, str]) -> list[int]:
+    """Fail the RUNNING trials run by the ``dead`` workers (``worker`` attr -> error), reconcile MLflow; return them."""
+    storage = open_storage(loc.storage_url, retry_stale=0)
+    study = optuna.load_study(study_name=name, storage=storage)
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        error = dead.get(trial.user_attrs.get(WORKER_ATTR, ""))
+        if error is None:
+            continue
+        storage.set_trial_user_attr(trial._trial_id, ERROR_ATTR, error)
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        failed.append(trial.number)
+    if failed:
+        spec = require_spec(loc, name)
+        reconcile_runs(read_study(loc, name), open_tracker(spec, loc), spec.name)
+    return failed
 
 
 def run_trials(loc: StudyLocation, name: str, store: BarStore, workers: int) -> list[dict]:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 import time
 import warnings
 from collections import Counter
@@ -38,6 +40,12 @@ logger = logging.getLogger(__name__)
 Objective = Callable[[optuna.Trial], float]
 StudyCallback = Callable[[optuna.Study, FrozenTrial], None]
 ERROR_ATTR = "error"
+WORKER_ATTR = "worker"  # "<host>:<pid>" of the process running the trial (to fail a dead worker's trial)
+
+
+def worker_id(pid: int | None = None) -> str:
+    """The ``worker`` attr of trials run by process ``pid`` (default this one) on this host."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 _MAX_ERROR_CHARS = 2000
 
 
@@ -94,6 +102,7 @@ def recording_errors(objective: Objective) -> Objective:
     """
 
     def wrapped(trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, worker_id())
         try:
             value = objective(trial)
         except optuna.TrialPruned:

@@ -3,8 +3,8 @@
 Each sandbox run is one model on one virtual account (``account_id = trader_id``) for a period
 (default 2 days) measured in bar time from its start, so a replay runs the same as real time.
 Runs are rows of ``sandbox_run`` (created by ``Sandbox``); the models are loaded through a
-``ModelLoader`` from the reference stored with the run (a checkpoint directory by default; the
-registry can pass its own loader).
+``ModelLoader`` from the reference stored with the run (the lifecycle passes the registry
+loader, ``lifecycle.site.model_loader``, so only a verified registered version trades).
 
 ``Sandbox.step(trader_id, bar_time)`` first gives the account the bar (``SimBroker.on_bar``:
 the previous decision's orders fill at its open, positions are marked at its close), unless the
@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -32,7 +33,7 @@ from cappuccino_core.db import Base, UTCDateTime, session_factory
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns
 from cappuccino_core.trading.journal import TradeJournal
-from cappuccino_core.trading.model import TradingModel, load_checkpoint_model
+from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.risk import RiskConfig
 from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
 from cappuccino_core.trading.trader import StepOutcome, Trader
@@ -92,18 +93,21 @@ class Sandbox:
         engine: Engine,
         bars: BarProvider,
         *,
-        load_model: ModelLoader = load_checkpoint_model,
+        load_model: ModelLoader,
         clock: Clock | None = None,
         halted: Callable[[], bool] | None = None,
+        in_flight: Callable[[str, datetime, datetime], AbstractContextManager[None]] | None = None,
     ) -> None:
         """Set up the sandbox.
 
         Args:
             engine: the project database (runs, journal and the virtual accounts).
             bars: the bars every sandbox model trades on (live store or a replay panel).
-            load_model: loads a run's model from its reference.
+            load_model: loads a run's model from its reference (the lifecycle's is the registry
+                loader, ``lifecycle.site.model_loader``).
             clock: the wall clock (start times, journal and order timestamps).
-            halted: the halt flag every trader checks (issue 7's kill switch).
+            halted: the halt flag every trader checks (the kill switch).
+            in_flight: where each step registers while under way (``KillSwitch.step_in_flight``).
         """
         self.engine = engine
         self.bars = bars
@@ -111,6 +115,7 @@ class Sandbox:
         self._load_model = load_model
         self._clock = clock or SystemClock()
         self._halted = halted
+        self._in_flight = in_flight
         self._sessions = session_factory(engine)
         self._traders: dict[str, Trader] = {}
         Base.metadata.create_all(engine, tables=[SandboxRunRow.__table__])
@@ -218,7 +223,7 @@ class Sandbox:
             broker = SimBroker(self.engine, trader_id, costs=model.costs, initial_cash=run.initial_cash,
                                clock=self._clock)
             self._traders[trader_id] = Trader(trader_id, model, broker, self.bars, self.journal,
-                                              halted=self._halted, clock=self._clock)
+                                              halted=self._halted, in_flight=self._in_flight, clock=self._clock)
         return self._traders[trader_id]
 
     def env_config(self, trader_id: str) -> EnvConfig:

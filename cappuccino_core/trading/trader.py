@@ -3,15 +3,18 @@
 On each new closed bar ``Trader.step``:
 
 1. does nothing if the bar is already in the journal (restart safety);
-2. records ``skipped_halted`` if the halt flag is set, ``skipped_stale`` if the bar or its
-   lookback is missing (never trading on old prices);
+2. registers itself as in flight (``in_flight``: ``kill`` waits for it to end), then records
+   ``skipped_halted`` if the halt flag is set, ``skipped_stale`` if the bar or its lookback is
+   missing (never trading on old prices);
 3. books the previous decision's fills into the risk state (``update_after_fills``);
 4. rebuilds the observation with the model's feature spec, normaliser and lookback through
    ``portfolio_env.observe`` (the environment's own code), takes the policy's deterministic
    action and passes it through ``apply_risk``;
 5. turns the actions into orders with the env's action mapping (``orders.plan_orders``) and
    submits them with client order ids derived from (trader, bar, symbol); an id the broker
-   already holds is not submitted again;
+   already holds is not submitted again; the halt flag is read again before every order, and
+   once it is set the step's remaining orders are not sent (recorded as ``not_sent``, named in
+   ``StepOutcome.not_sent`` and the row's errors);
 6. appends the journal row and the new state in one transaction.
 
 Broker refusals (``InsufficientFunds``, ``InvalidOrder``) are recorded and the step goes on.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -62,6 +66,7 @@ class StepOutcome:
     bar_time: datetime
     status: StepStatus
     entry: JournalEntry | None
+    not_sent: tuple[str, ...] = ()  # client order ids planned but not sent: the halt came during the step
 
 
 class Trader:
@@ -76,6 +81,7 @@ class Trader:
         journal: TradeJournal,
         *,
         halted: Callable[[], bool] | None = None,
+        in_flight: Callable[[str, datetime, datetime], AbstractContextManager[None]] | None = None,
         clock: Clock | None = None,
     ) -> None:
         """Set up the trader.
@@ -86,7 +92,10 @@ class Trader:
             broker: the account it trades.
             bars: where the latest bars come from.
             journal: where each bar is recorded.
-            halted: returns True while trading must stop (issue 7's kill switch); default never.
+            halted: returns True while trading must stop (the kill switch); read before the step
+                and before every order; default never.
+            in_flight: ``(trader_id, bar_time, now)`` -> a context the step runs in, so that
+                ``kill`` can wait for it (``KillSwitch.step_in_flight``); default none.
             clock: what ``recorded_at`` is read from (default the system clock).
         """
         if not trader_id or len(trader_id) > 64:
@@ -98,6 +107,7 @@ class Trader:
         self.journal = journal
         self.risk = model.env_config.effective_risk
         self._halted = halted or (lambda: False)
+        self._in_flight = in_flight or (lambda _trader, _bar, _now: nullcontext())
         self._clock = clock or SystemClock()
 
     def step(self, bar_time: datetime) -> StepOutcome:
@@ -110,6 +120,10 @@ class Trader:
         if last is not None and bar_time < last:
             return self._skip(bar_time, StepStatus.SKIPPED_DUPLICATE,
                               f"bar {bar_time.isoformat()} is older than the last bar processed, {last.isoformat()}")
+        with self._in_flight(self.trader_id, bar_time, self._clock.now()):
+            return self._step(bar_time)
+
+    def _step(self, bar_time: datetime) -> StepOutcome:
         if self._halted():
             return self._skip(bar_time, StepStatus.SKIPPED_HALTED, "trading is halted")
         try:
@@ -119,7 +133,7 @@ class Trader:
             if missing is not None:
                 return self._skip(bar_time, StepStatus.SKIPPED_STALE, missing)
             state = self.journal.load_state(self.trader_id) or TraderState.initial(len(self.model.symbols))
-            entry, new_state = self._trade(panel, state, bar_time)
+            entry, new_state, not_sent = self._trade(panel, state, bar_time)
         except MissingBarsError as exc:
             return self._skip(bar_time, StepStatus.SKIPPED_STALE, str(exc))
         except TRANSIENT_ERRORS:
@@ -129,11 +143,13 @@ class Trader:
             raise
         recorded = self.journal.record(entry, new_state)
         status = entry.status if recorded else StepStatus.SKIPPED_DUPLICATE
-        return StepOutcome(self.trader_id, bar_time, status, entry if recorded else None)
+        return StepOutcome(self.trader_id, bar_time, status, entry if recorded else None,
+                           not_sent if recorded else ())
 
     # -- the decision ------------------------------------------------------------------------
 
-    def _trade(self, panel: MarketPanel, state: TraderState, bar_time: datetime) -> tuple[JournalEntry, TraderState]:
+    def _trade(self, panel: MarketPanel, state: TraderState,
+               bar_time: datetime) -> tuple[JournalEntry, TraderState, tuple[str, ...]]:
         model, symbols = self.model, self.model.symbols
         row = panel.num_bars - 1
         close = torch.from_numpy(np.ascontiguousarray(panel.close[row], dtype=np.float64)).unsqueeze(0)
@@ -166,7 +182,7 @@ class Trader:
         planned, plan_notes = plan_orders(self.trader_id, bar_time, symbols, cash=account.cash, holdings=holdings,
                                           actions=decision.actions, prices=close, costs=model.costs)
         notes.extend(plan_notes)
-        orders, accepted = self._submit(bar_time, planned, errors, notes)
+        orders, accepted, not_sent = self._submit(bar_time, planned, errors, notes)
 
         entry = JournalEntry(
             trader_id=self.trader_id, bar_time=bar_time, status=StepStatus.TRADED, recorded_at=self._clock.now(),
@@ -179,12 +195,18 @@ class Trader:
         )
         new_state = TraderState(risk=decision.state, pending=tuple(accepted), awaiting_fills=True,
                                 steps=state.steps + 1, last_bar_time=bar_time)
-        return entry, new_state
+        return entry, new_state, not_sent
 
-    def _submit(self, bar_time: datetime, planned: list[PlannedOrder], errors: list[str], notes: list[str]) -> tuple[list[dict], list[str]]:
-        """Submit the planned orders; an id the broker already holds (a restarted step) is kept, not resubmitted."""
+    def _submit(self, bar_time: datetime, planned: list[PlannedOrder], errors: list[str],
+                notes: list[str]) -> tuple[list[dict], list[str], tuple[str, ...]]:
+        """Submit the planned orders; an id the broker already holds (a restarted step) is kept, not resubmitted.
+
+        The halt flag is read before each submission: from the first read that says halted on,
+        no order of this step is sent; those are recorded as ``not_sent`` and returned.
+        """
         by_symbol = {order.symbol: order for order in planned}
-        records, accepted = [], []
+        records, accepted, not_sent = [], [], []
+        halted = False
         for symbol in self.model.symbols:
             cid = client_order_id(self.trader_id, bar_time, symbol)
             try:
@@ -199,6 +221,13 @@ class Trader:
             order = by_symbol.get(symbol)
             if order is None:
                 continue
+            halted = halted or self._halted()
+            if halted:
+                records.append({"client_order_id": cid, "symbol": symbol, "side": str(order.side), "qty": order.qty,
+                                "notional": order.notional, "status": "not_sent", "order_id": None,
+                                "reason": "trading was halted during the step"})
+                not_sent.append(cid)
+                continue
             try:
                 placed = self.broker.submit_order(order.symbol, order.side, qty=order.qty, notional=order.notional,
                                                   client_order_id=cid)
@@ -209,7 +238,12 @@ class Trader:
                 continue
             records.append(_order_record(placed))
             accepted.append(cid)
-        return records, accepted
+        if not_sent:
+            errors.append(f"trading was halted during the step: {len(not_sent)} order(s) not sent: "
+                          + ", ".join(not_sent))
+            logger.warning("%s: bar %s: halted during the step, %d order(s) not sent", self.trader_id,
+                           bar_time.isoformat(), len(not_sent))
+        return records, accepted, tuple(not_sent)
 
     def _final(self, order: Order, errors: list[str]) -> Order:
         """Return the order as it ended; one still open a bar later is cancelled (and recorded)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -105,3 +107,52 @@ def test_a_malformed_alpaca_reply_fails_the_flow_clearly_and_leaves_the_store_un
 def alpaca_home(server) -> Path:
     """The bar store of the home the ``cappuccino_env`` fixture set."""
     return Path(os.environ["CAPPUCCINO_HOME"]) / "store"
+
+
+def test_refused_alpaca_keys_fail_at_once_naming_the_credentials_not_an_empty_store(
+        prefect_harness, alpaca, monkeypatch) -> None:
+    alpaca.require_auth("PKRIGHTKEY0001", "right-secret-0001")
+    monkeypatch.setenv("APCA_API_KEY_ID", "PKWRONGKEY0001")
+    monkeypatch.setenv("APCA_API_SECRET_KEY", "wrong-secret-0001")
+    started = time.monotonic()
+    with pytest.raises(IngestError) as failure:
+        ingest(params=IngestParams(end=_end_of_last_hour()))
+    assert time.monotonic() - started < 10  # no retry waits (2, 10, 30 s)
+    assert len(alpaca.bar_requests()) == 2  # one request per symbol: a 403 is never retried
+    assert "Alpaca rejected the credentials (HTTP 403)" in str(failure.value)
+    assert "empty" not in str(failure.value) and failure.value.report.status is None
+    assert failure.value.expected
+
+
+def test_an_unreachable_alpaca_is_reported_as_unreachable_after_its_retries(
+        prefect_harness, alpaca, monkeypatch) -> None:
+    import flows.ingest as ingest_flow
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: every connection is refused
+    monkeypatch.setenv("CAPPUCCINO_ALPACA_DATA_URL", f"http://127.0.0.1:{port}")
+    real_make_source = ingest_flow.make_source
+    sleeps: list[float] = []
+
+    def fast_source(settings):
+        source = real_make_source(settings)
+        source._sleep = sleeps.append  # the source's own backoff, recorded instead of waited
+        return source
+
+    monkeypatch.setattr(ingest_flow, "make_source", fast_source)
+    monkeypatch.setattr(ingest_flow, "fetch_and_store", ingest_flow.fetch_and_store.with_options(retry_delay_seconds=0))
+    with pytest.raises(IngestError) as failure:
+        ingest(params=IngestParams(end=_end_of_last_hour()))
+    message = str(failure.value)
+    assert "retries exhausted" in message and "ConnectionError" in message and "empty" not in message
+    assert len(sleeps) == 2 * 4 * 5  # 2 symbols x (1 + 3 task retries) x 5 backoffs: a connection error is retried
+
+
+def test_a_missing_files_directory_is_refused_at_once_without_retries(prefect_harness, cappuccino_env, tmp_path) -> None:
+    started = time.monotonic()
+    with pytest.raises(IngestError, match="does not exist") as failure:
+        ingest(params=IngestParams(source="files", files_path=str(tmp_path / "no-such-dir"), symbols=["BTC/USDT"]))
+    assert time.monotonic() - started < 10  # not retried after 2, 10 and 30 s
+    assert failure.value.report.status is None and "empty" not in str(failure.value)

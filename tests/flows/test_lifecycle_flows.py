@@ -24,7 +24,7 @@ from prefect.client.schemas.objects import StateType
 import tasks.lifecycle
 from cappuccino_core.config import load_settings
 from cappuccino_core.db import default_database_url, make_engine
-from cappuccino_core.lifecycle.live import Approval, go_live
+from cappuccino_core.lifecycle.live import go_live
 from cappuccino_core.lifecycle.mirror import model_id_for
 from cappuccino_core.lifecycle.production import step_live, step_production
 from cappuccino_core.lifecycle.sandbox_entry import enter_sandbox
@@ -35,7 +35,7 @@ from flows.live_gate import LiveGateParams, live_gate
 from flows.monitor import MonitorParams, TradingParams, monitor, production_trading
 from flows.promotion import PromotionParams, promotion
 from tests.fakes.alpaca_server import FakeAlpacaServer, refuse_non_local_http
-from tests.lifecycle.lifecycle_scenarios import HOUR, Flat, Rhythm, Scene, make_scene, zigzag_panel
+from tests.lifecycle.lifecycle_scenarios import HOUR, Flat, Rhythm, Scene, grant_live, make_scene, zigzag_panel
 
 LIVE_KEY, LIVE_SECRET = "AKLIVEFLOWKEY0001", "live-flow-s3cr3t"
 
@@ -233,7 +233,7 @@ def test_the_monitor_flow_demotes_a_live_model_that_breaks_a_limit(prefect_harne
     scene, ids = world(**live_env(fake_live.url))
     bad = ids["bad"]
     make_production(scene, bad)
-    go_live(scene.site, bad, Approval(True, "test", "owner"), decision=None, at=scene.at(20))
+    go_live(scene.site, bad, *grant_live(scene.site, bad, scene.at(20)), at=scene.at(20))
     for row in range(20, 27):
         fake_live.trading.configure(prices=dict(zip(scene.panel.symbols, scene.panel.close[row].tolist())))
         step_production(scene.site, scene.at(row))

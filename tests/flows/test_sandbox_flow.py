@@ -1,4 +1,4 @@
-"""The ``sandbox`` flow under Prefect's test harness: a checkpoint paper-trades the stored bars."""
+"""The ``sandbox`` flow under Prefect's test harness: a registered checkpoint paper-trades the stored bars."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ from cappuccino_core.env.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.features.panel_builder import build_panel
+from cappuccino_core.registry.models import register_candidate, version_uri
+from cappuccino_core.tracking.runs import (
+    get_or_create_experiment, get_or_create_parent_run, log_artifact_dir, start_trial_run,
+)
+from cappuccino_core.tracking.store import artifact_root, client, ensure_store, tracking_uri
 from cappuccino_core.trading.broker import BrokerUnavailable
 from cappuccino_core.trading.sandbox_report import sandbox_status
 from flows.monitor import TradingParams, production_trading
@@ -34,7 +39,11 @@ DAYS = 12
 
 @pytest.fixture
 def market(cappuccino_env, monkeypatch, tmp_path):
-    """Twelve days of synthetic 1h bars in the home's store, and a small checkpoint that trades them."""
+    """Twelve days of synthetic 1h bars in the home's store, and a small registered checkpoint that trades them.
+
+    Only registered versions trade, so the checkpoint is logged under a trial run of the home's
+    MLflow store and registered from ``runs:/<run>/checkpoints/fold_0`` as a study would.
+    """
     monkeypatch.setenv("CAPPUCCINO_SYMBOLS", ",".join(SYMBOLS))
     settings = load_settings()
     store = BarStore(settings.bars_dir)
@@ -53,11 +62,21 @@ def market(cappuccino_env, monkeypatch, tmp_path):
         normalisation=FeatureNormalizer.fit(panel.features).to_dict(), action_mapping=dict(ACTION_MAPPING),
         env_config=env.to_dict(), ppo_config=PPOConfig(hidden_sizes=(16,)).to_dict(), obs_dim=obs_dim,
         action_dim=len(SYMBOLS), hidden_sizes=(16,), data_hash=panel.data_hash, seed=0,
-        library_versions=library_versions(), created_at=ORIGIN.isoformat(),
+        library_versions=library_versions(), created_at=ORIGIN.isoformat(), study="sandbox-test", trial=0,
     )
     checkpoint = tmp_path / "model"
     save_checkpoint(checkpoint, agent, card)
-    return settings, str(checkpoint)
+    uri = tracking_uri(settings.home)
+    ensure_store(uri)
+    c = client(uri)
+    experiment = get_or_create_experiment(c, "sandbox-test", artifact_root(settings.home))
+    parent = get_or_create_parent_run(c, experiment, study="sandbox-test", phase="training", tags={})
+    run_id = start_trial_run(c, experiment, parent, trial_number=0, tags={}, params={})
+    log_artifact_dir(c, run_id, checkpoint, "checkpoints/fold_0")
+    version = register_candidate(c, model_uri=f"runs:/{run_id}/checkpoints/fold_0", run_id=run_id,
+                                 study="sandbox-test", trial=0, feature_spec_version=panel.feature_spec.version,
+                                 data_hash=panel.data_hash, model_name=settings.model_name)
+    return settings, version_uri(settings.model_name, version)
 
 
 def test_the_flow_steps_each_active_run_once_per_bar_and_a_rerun_changes_nothing(prefect_harness, market) -> None:

@@ -27,7 +27,10 @@ from cappuccino_core.config import Settings, load_settings
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.features.panel import MarketPanel
+from cappuccino_core.lifecycle.green_light import GATE_NAME, GreenLightConfig, GreenLightDecision, RuleOutcome
+from cappuccino_core.lifecycle.live import Approval, record_approval
 from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.lifecycle.thresholds import Comparison
 from cappuccino_core.trading.bars_provider import PanelBarProvider
 from cappuccino_core.trading.model import TradingModel
 from tests.conftest import make_panel
@@ -115,3 +118,19 @@ def make_scene(engine: Engine, settings: Settings, models: dict[str, object], *,
 
 GOOD, BAD, FLAT = "models:/zigzag/1", "models:/zigzag/2", "models:/zigzag/3"
 POLICIES = {GOOD: Rhythm(0), BAD: Rhythm(1), FLAT: Flat()}
+
+
+def grant_live(site: LifecycleSite, model_id: str, at: datetime,
+               approval: Approval | None = None) -> tuple[Approval, dict]:
+    """Store a passing green light and an approval for ``model_id`` at ``at``, as the live gate would.
+
+    For tests of what happens once a model is live; the gate itself is tested on real paper records.
+    Returns ``(approval, decision)`` for ``go_live``.
+    """
+    rules = tuple(RuleOutcome(name, 1.0, Comparison.AT_LEAST, 0.0, True, "granted by the test")
+                  for name in ("history", "alpha", "sharpe", "max_drawdown", "errors"))
+    decision = GreenLightDecision(model_id, at, True, rules, at, at, 48, GreenLightConfig()).to_dict()
+    site.store.record_gate_decision(GATE_NAME, model_id, allowed=True, decided_at=at, decision=decision)
+    approval = approval or Approval(True, "test", "owner")
+    record_approval(site, model_id, approval, at=at)
+    return approval, decision

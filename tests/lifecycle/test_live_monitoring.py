@@ -7,12 +7,14 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.live import Approval, go_live
+from cappuccino_core.lifecycle.live import go_live
 from cappuccino_core.lifecycle.live_monitor import monitor_live, monitor_paper
 from cappuccino_core.lifecycle.production import step_live, step_production
 from cappuccino_core.lifecycle.stages import Role, Stage
 from tests.fakes.alpaca_server import FakeAlpacaServer
-from tests.lifecycle.lifecycle_scenarios import BAD, GOOD, POLICIES, Scene, lifecycle_settings, make_scene
+from tests.lifecycle.lifecycle_scenarios import (
+    BAD, GOOD, POLICIES, Scene, grant_live, lifecycle_settings, make_scene,
+)
 
 LIVE_KEY, LIVE_SECRET = "AKLIVEKEY00000002", "live-s3cr3t-monitor"
 START = 20
@@ -28,7 +30,7 @@ def live_scene(engine: Engine, home: Path, fake: FakeAlpacaServer, model_id: str
     store = scene.site.store
     store.move(model_id, Stage.SANDBOX, who="test", why="setup", at=scene.at(0))
     store.move(model_id, Stage.PRODUCTION, who="test", why="setup", at=scene.at(0))
-    go_live(scene.site, model_id, Approval(True, "test", "owner"), decision=None, at=scene.at(START))
+    go_live(scene.site, model_id, *grant_live(scene.site, model_id, scene.at(START)), at=scene.at(START))
     return scene
 
 

@@ -10,7 +10,9 @@ from sqlalchemy import Engine
 
 from cappuccino_core.config import SettingsError
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.live import Approval, GateStatus, go_live, judge_green_light, record_approval
+from cappuccino_core.lifecycle.live import (
+    Approval, GateStatus, LiveGateRefused, LiveMirrorFailed, go_live, judge_green_light, record_approval,
+)
 from cappuccino_core.lifecycle.live_account import LiveAccountTooSmall, ReservedBroker
 from cappuccino_core.lifecycle.production import live_record, step_live, step_production
 from cappuccino_core.lifecycle.site import LiveNotAllowed, live_readiness
@@ -18,7 +20,7 @@ from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.trading.broker import Account
 from tests.fakes.alpaca_server import FakeAlpacaServer
 from tests.lifecycle.lifecycle_scenarios import (
-    BAD, GOOD, POLICIES, Scene, lifecycle_settings, make_scene, zigzag_panel,
+    BAD, GOOD, POLICIES, Scene, grant_live, lifecycle_settings, make_scene, zigzag_panel,
 )
 
 LIVE_KEY, LIVE_SECRET = "AKLIVEKEY00000001", "live-s3cr3t-value"
@@ -87,17 +89,19 @@ def test_an_approved_model_goes_live_keeps_production_and_starts_on_the_first_ra
     paper_trade(scene, GOOD, range(10, 60))
     check = judge_green_light(scene.site, at=scene.at(60))
     assert check.status is GateStatus.READY
-    with pytest.raises(ValueError, match="not approved"):
-        go_live(scene.site, GOOD, Approval(False, "not yet", "owner"), decision=check.decision, at=scene.at(60))
+    with pytest.raises(LiveGateRefused, match="not approved"):
+        go_live(scene.site, GOOD, Approval(False, "not yet", "owner"), check.decision, at=scene.at(60))
+    with pytest.raises(LiveGateRefused, match="not .* latest stored approval"):
+        go_live(scene.site, GOOD, OWNER, check.decision, at=scene.at(60))  # approved by the caller's word only
     record_approval(scene.site, GOOD, OWNER, at=scene.at(60))
 
-    moved = go_live(scene.site, GOOD, OWNER, decision=check.decision, at=scene.at(60))
+    moved = go_live(scene.site, GOOD, OWNER, check.decision, at=scene.at(60))
 
     store = scene.site.store
     assert store.holder(Role.LIVE) == GOOD and store.holder(Role.PRODUCTION) == GOOD
     assert moved["capital"]["capital"] == 2_500.0 and moved["capital"]["fraction"] == 0.25
     assert moved["transition"]["who"] == "owner" and "looks right" in moved["transition"]["why"]
-    assert go_live(scene.site, GOOD, OWNER, decision=check.decision, at=scene.at(61)) == moved  # idempotent
+    assert go_live(scene.site, GOOD, OWNER, check.decision, at=scene.at(61)) == moved  # idempotent
     assert [d.allowed for d in store.gate_decisions(gate="live_approval")] == [True]
     assert judge_green_light(scene.site, at=scene.at(61)).status is GateStatus.ALREADY_LIVE
 
@@ -106,7 +110,7 @@ def test_go_live_is_refused_when_live_trading_is_not_configured(engine: Engine, 
     scene = make_scene(engine, lifecycle_settings(tmp_path / "home"), POLICIES)
     paper_trade(scene, GOOD, range(10, 12))
     with pytest.raises(LiveNotAllowed, match="disabled"):
-        go_live(scene.site, GOOD, OWNER, decision=None, at=scene.at(12))
+        go_live(scene.site, GOOD, *grant_live(scene.site, GOOD, scene.at(12), OWNER), at=scene.at(12))
     assert scene.site.store.holder(Role.LIVE) is None
 
 
@@ -118,7 +122,7 @@ def test_the_live_model_trades_only_its_ramp_capital_and_a_step_up_is_not_a_gain
     scene = make_scene(engine, settings, POLICIES, panel=zigzag_panel(100))
     paper_trade(scene, GOOD, range(0, 1))
     start = 20  # 2024-01-01 20:00: the first full live day is 2024-01-02
-    go_live(scene.site, GOOD, OWNER, decision=None, at=scene.at(start))
+    go_live(scene.site, GOOD, *grant_live(scene.site, GOOD, scene.at(start), OWNER), at=scene.at(start))
 
     steps = []
     for row in range(start, start + 30):
@@ -176,3 +180,41 @@ def test_live_keys_come_in_pairs_and_never_show(tmp_path: Path) -> None:
     shown = str(settings.redacted()) + repr(settings)
     assert LIVE_KEY not in shown and LIVE_SECRET not in shown and "webhook-t0ken" not in shown
     assert {LIVE_KEY, LIVE_SECRET, "json://127.0.0.1:9/hook?token=webhook-t0ken"} <= set(settings.secret_values())
+
+
+def test_a_direct_go_live_without_a_stored_passing_green_light_is_refused_and_nothing_moves(
+        engine: Engine, tmp_path: Path, fake_alpaca: FakeAlpacaServer) -> None:
+    scene = make_scene(engine, live_settings(tmp_path / "home", fake_alpaca.url), POLICIES, panel=zigzag_panel(80))
+    paper_trade(scene, GOOD, range(10, 12))  # production, but two hours of paper: no green light possible
+    record_approval(scene.site, GOOD, OWNER, at=scene.at(12))
+    forged = {"model_id": GOOD, "allowed": True,
+              "rules": [{"name": n, "passed": True} for n in ("history", "alpha", "sharpe", "max_drawdown", "errors")]}
+    with pytest.raises(LiveGateRefused, match="latest stored one"):
+        go_live(scene.site, GOOD, OWNER, forged, at=scene.at(12))
+    refused = judge_green_light(scene.site, at=scene.at(12))
+    assert refused.status is GateStatus.REFUSED and refused.decision is not None
+    with pytest.raises(LiveGateRefused, match="no passing green-light decision"):
+        go_live(scene.site, GOOD, OWNER, refused.decision, at=scene.at(12))
+    with pytest.raises(TypeError):
+        go_live(scene.site, GOOD, OWNER, at=scene.at(12))  # type: ignore[call-arg]  # the decision is not optional
+    assert scene.site.store.holder(Role.LIVE) is None and scene.site.store.stage_of(GOOD) is Stage.PRODUCTION
+
+
+def test_a_move_to_live_whose_mirror_fails_is_undone_and_the_caller_is_told(
+        engine: Engine, tmp_path: Path, fake_alpaca: FakeAlpacaServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    scene = make_scene(engine, live_settings(tmp_path / "home", fake_alpaca.url), POLICIES, panel=zigzag_panel(80))
+    paper_trade(scene, GOOD, range(10, 12))
+    approval, decision = grant_live(scene.site, GOOD, scene.at(12), OWNER)
+
+    def mlflow_down() -> None:
+        raise ConnectionError("MLflow tracking server unreachable")
+
+    monkeypatch.setattr(scene.site, "mirror", mlflow_down)
+    with pytest.raises(LiveMirrorFailed, match="moved back to production") as failed:
+        go_live(scene.site, GOOD, approval, decision, at=scene.at(12))
+    assert failed.value.reverted is True
+    store = scene.site.store
+    assert store.holder(Role.LIVE) is None and store.holder(Role.PRODUCTION) == GOOD
+    assert store.stage_of(GOOD) is Stage.PRODUCTION
+    assert [t.to_stage for t in store.transitions(GOOD)][-2:] == [Stage.LIVE, Stage.PRODUCTION]
+    assert any("was not moved to live" in a.message for a in scene.site.alerts.recent())

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import replace
+from pathlib import Path
 
 import optuna
 import pytest
@@ -19,6 +22,7 @@ from cappuccino_core.config import Settings
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.search import runner
 from cappuccino_core.search.spec import PrunerConfig
+from tests.conftest import REPO
 from tests.search.conftest import SYMBOLS, fill_store, tiny
 
 
@@ -114,3 +118,63 @@ def test_a_worker_killed_mid_trial_leaves_no_trial_running_and_its_run_failed(tm
     assert len(runs) == len(trials)
     assert runs[killed].info.status == "FAILED"
     assert "heartbeat" in runs[killed].data.tags["cappuccino.error"]
+
+
+def _wait_for_a_running_trial(loc, name, alive) -> int:
+    """Return the number of the first trial caught RUNNING with its MLflow run (at most 90 s)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        running = [t for t in runner.read_study(loc, name).trials if t.state.name == "RUNNING"]
+        if running and "mlflow_run_id" in running[0].user_attrs:
+            return running[0].number
+        assert alive(), "the worker ended before a trial was caught running"
+        time.sleep(0.2)
+    pytest.fail("no trial started within 90 s")
+
+
+@pytest.mark.slow
+def test_waiting_for_a_worker_killed_mid_trial_fails_its_trial_and_its_run_at_once(tmp_path) -> None:
+    home = tmp_path / "home"
+    loc = runner.StudyLocation(f"sqlite:///{home}/optuna/studies.db", f"sqlite:///{home}/mlflow/mlflow.db", home)
+    spec, _store = _prepare(loc, "dead", cap=2, ppo_changes={"total_steps": 100_000, "eval_every_updates": 100})
+    [proc] = runner.spawn_workers(1, loc, "dead")
+    killed = _wait_for_a_running_trial(loc, "dead", lambda: proc.poll() is None)
+    os.kill(proc.pid, signal.SIGKILL)
+
+    with pytest.raises(runner.StudyError, match=rf"exited -9.*trial\(s\) \[{killed}\] failed.*run the command again"):
+        runner.wait_workers([proc], loc, "dead")
+    assert runner.read_study(loc, "dead").trials[killed].state.name == "FAIL"  # at once, not after a heartbeat
+    run = {int(r.data.tags["cappuccino.trial"]): r for r in _child_runs(loc, spec)}[killed]
+    assert run.info.status == "FAILED" and "exited -9 during this trial" in run.data.tags["cappuccino.error"]
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie left for an adoptive parent to reap counts as dead)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_workers_die_with_the_process_that_spawned_them(tmp_path) -> None:
+    home = tmp_path / "home"
+    loc = runner.StudyLocation(f"sqlite:///{home}/optuna/studies.db", f"sqlite:///{home}/mlflow/mlflow.db", home)
+    _prepare(loc, "orphan", cap=3, ppo_changes={"total_steps": 100_000, "eval_every_updates": 100})
+    spawner = subprocess.Popen(
+        [sys.executable, "-c", "import pathlib, sys\nfrom cappuccino_core.search import runner\n"
+         "loc = runner.StudyLocation(sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3]))\n"
+         "[worker] = runner.spawn_workers(1, loc, 'orphan')\nprint(worker.pid, flush=True)\nworker.wait()\n",
+         loc.storage_url, loc.tracking_uri, str(home)],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    worker = int(spawner.stdout.readline())
+    _wait_for_a_running_trial(loc, "orphan", lambda: _alive(worker))
+
+    os.kill(spawner.pid, signal.SIGKILL)
+    spawner.wait()
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(worker), "the worker outlived the process that spawned it"
