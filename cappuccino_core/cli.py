@@ -17,16 +17,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins).
-for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"),
-                     ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")):
-    os.environ.setdefault(_var, _value)
-
-from cappuccino_core.clock import parse_utc  # noqa: E402
+from cappuccino_core.clock import parse_utc
 from cappuccino_core.config import DataSourceKind, Settings, SettingsError, load_settings
-from flows.ingest import IngestParams
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cappuccino: crypto PPO research and deployment pipeline.")
+# Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins); set by
+# the app's callback, so importing this module changes nothing.
+_OFFLINE_ENV = (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"),
+                ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"))
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (messages go to stderr).")]
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  help="Cappuccino: crypto PPO research and deployment pipeline.")
 data_app = typer.Typer(no_args_is_help=True, help="Market data: ingest and status.")
 app.add_typer(data_app, name="data")
 search_app = typer.Typer(no_args_is_help=True, help="Phase 2: the timeframe search.")
@@ -55,9 +56,26 @@ def _time(text: str | None) -> datetime | None:
         raise typer.Exit(2) from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"cappuccino {version('cappuccino')}", highlight=False)
+        except PackageNotFoundError:  # a source tree that was never installed
+            console.print("cappuccino (not installed: no package metadata)", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False) -> None:
-    """Configure logging for every command."""
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Configure logging and the offline environment for every command."""
+    for name, value in _OFFLINE_ENV:
+        os.environ.setdefault(name, value)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -69,16 +87,18 @@ def show_settings() -> None:
 
 @data_app.command("ingest")
 def data_ingest(
-    source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
-    path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
-    symbols: Annotated[Optional[str], typer.Option(help="Comma-separated pairs, e.g. BTC/USD,ETH/USD.")] = None,
-    interval: Annotated[Optional[str], typer.Option(help="Bar interval to fetch and store.")] = None,
-    start: Annotated[Optional[str], typer.Option(help="First bar open time (ISO-8601, UTC).")] = None,
-    end: Annotated[Optional[str], typer.Option(help="End of the range, exclusive (ISO-8601, UTC; default now).")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge freshness as of this time (research on history).")] = None,
+    source: Annotated[Optional[DataSourceKind], typer.Option(metavar="SOURCE", help="Bar source: synthetic, alpaca or files (default: CAPPUCCINO_SOURCE).")] = None,
+    path: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Directory of bar files (source=files).")] = None,
+    symbols: Annotated[Optional[str], typer.Option(metavar="PAIRS", help="Comma-separated pairs, e.g. BTC/USD,ETH/USD.")] = None,
+    interval: Annotated[Optional[str], typer.Option(metavar="INTERVAL", help="Bar interval to fetch and store (1m, 5m, 15m, 30m, 1h, 4h, 1d).")] = None,
+    start: Annotated[Optional[str], typer.Option(metavar="TIME", help="First bar open time (ISO-8601, UTC).")] = None,
+    end: Annotated[Optional[str], typer.Option(metavar="TIME", help="End of the range, exclusive (ISO-8601, UTC; default now).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge freshness as of this time (research on history).")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass the gate.")] = False,
 ) -> None:
     """Fetch, validate and store bars, then run the quality checks and the freshness gate."""
+    from flows.ingest import IngestParams
+
     _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
     params = IngestParams(
         source=source, files_path=None if path is None else str(path),
@@ -90,9 +110,9 @@ def data_ingest(
 
 @data_app.command("status")
 def data_status_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge freshness as of this time.")] = None,
-    allow_stale: Annotated[bool, typer.Option("--allow-stale")] = False,
+    as_json: JsonFlag = False,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge freshness as of this time.")] = None,
+    allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
 ) -> None:
     """Show each stored series: coverage, gaps, duplicates, zero-volume bars, stale or fresh.
 
@@ -120,10 +140,10 @@ def data_status_cmd(
 
 @search_app.command("timeframe")
 def search_timeframe(
-    trials: Annotated[Optional[int], typer.Option(min=1, max=100, help="Trials (default CAPPUCCINO_TIMEFRAME_TRIALS, at most 100).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    study: Annotated[Optional[str], typer.Option(help="Study name (default timeframe-YYYYMMDD); an existing one resumes.")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge data freshness as of this time.")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=100, metavar="N", help="Trials (default CAPPUCCINO_TIMEFRAME_TRIALS, at most 100).")] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default timeframe-YYYYMMDD); an existing one resumes.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge data freshness as of this time.")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
 ) -> None:
     """Search bar interval x lookback with a reduced budget; record the choice for training."""
@@ -149,11 +169,11 @@ def search_timeframe(
 @train_app.callback()
 def train_cmd(
     ctx: typer.Context,
-    trials: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Hard cap on trials (default CAPPUCCINO_TRAIN_TRIALS, at most 1000).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine.")] = 1,
-    study: Annotated[Optional[str], typer.Option(help="Study name (default train-YYYYMMDD); an existing one resumes.")] = None,
-    timeframe_study: Annotated[Optional[str], typer.Option(help="Phase 2 study to use (default: the latest).")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge data freshness as of this time.")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=1000, metavar="N", help="Hard cap on trials (default CAPPUCCINO_TRAIN_TRIALS, at most 1000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes on this machine.")] = 1,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default train-YYYYMMDD); an existing one resumes.")] = None,
+    timeframe_study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Phase 2 study to use (default: the latest).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge data freshness as of this time.")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
 ) -> None:
     """Run the training study on Phase 2's timeframe, then register the best trials as candidates."""
@@ -174,11 +194,11 @@ def train_cmd(
 
 @train_app.command("status")
 def train_status(
-    study: Annotated[Optional[str], typer.Option(help="Study name (default: the most recent training study).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default: the most recent training study).")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Trials by state, best value, cap, and whether (and why) the study stopped early."""
-    from cappuccino_core.search.runner import StudyError, StudyLocation, latest_study, require_spec
+    from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, require_spec
     from cappuccino_core.study.status import study_status
     from cappuccino_core.study.storage import StudyNotFound
 
@@ -208,7 +228,7 @@ def _with_progress(settings: Settings, name: str, cap: int, run_flow):
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cappuccino_core.search.runner import StudyLocation
+    from cappuccino_core.search.location import StudyLocation
     from cappuccino_core.study.status import study_status
     from cappuccino_core.study.storage import StudyNotFound
 
@@ -241,7 +261,7 @@ def _with_progress(settings: Settings, name: str, cap: int, run_flow):
 
 def _run_flow_or_exit(run_flow):
     from cappuccino_core.data.errors import StaleDataError
-    from cappuccino_core.search.runner import StudyError
+    from cappuccino_core.search.location import StudyError
 
     try:
         return run_flow()
@@ -269,8 +289,8 @@ app.add_typer(arena_app, name="arena")
 
 @arena_app.command("run")
 def arena_run(
-    arena: Annotated[str, typer.Option(help="Arena id.")] = "main",
-    max_matches: Annotated[Optional[int], typer.Option("--max-matches", min=1, help="Stop after this many matches.")] = None,
+    arena: Annotated[str, typer.Option(metavar="ID", help="Arena id.")] = "main",
+    max_matches: Annotated[Optional[int], typer.Option("--max-matches", min=1, metavar="N", help="Stop after this many matches.")] = None,
 ) -> None:
     """Admit new candidates from the registry, play every pending match, mirror into MLflow."""
     from flows.tournament import TournamentParams, tournament
@@ -284,12 +304,12 @@ def arena_run(
 
 @arena_app.command("status")
 def arena_status_cmd(
-    arena: Annotated[str, typer.Option(help="Arena id.")] = "main",
-    last: Annotated[int, typer.Option(min=1, max=1000, help="How many recent matches to show.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    arena: Annotated[str, typer.Option(metavar="ID", help="Arena id.")] = "main",
+    last: Annotated[int, typer.Option(min=1, max=1000, metavar="N", help="How many recent matches to show.")] = 10,
+    as_json: JsonFlag = False,
 ) -> None:
     """The king and its streak, entrants waiting, eliminated and promoted counts, the last matches."""
-    from cappuccino_core.arena.service import arena_status
+    from cappuccino_core.arena.standing import arena_status
 
     try:
         doc = arena_status(_settings(), arena_id=arena, last=last)
@@ -327,7 +347,7 @@ app.add_typer(sandbox_app, name="sandbox")
 
 
 @sandbox_app.command("status")
-def sandbox_status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
     """Show each sandbox model: start, elapsed time, equity, return, alpha, Sharpe, drawdown, trades, errors."""
     from cappuccino_core.db import default_database_url, make_engine
     from cappuccino_core.trading.sandbox_report import sandbox_status
@@ -365,7 +385,7 @@ def _who() -> str:
 
 
 @app.command("status")
-def status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def status_cmd(as_json: JsonFlag = False) -> None:
     """One board of the whole pipeline: data, study, arena, sandbox, production, live and its capital, transitions, alerts."""
     from cappuccino_core.lifecycle.board import status_board
 
@@ -419,7 +439,7 @@ def _num(value: float | None) -> str:
 @app.command("kill")
 def kill_cmd(
     flatten: Annotated[bool, typer.Option("--flatten/--no-flatten", help="Close every position (default), or only cancel open orders.")] = True,
-    reason: Annotated[str, typer.Option(help="Why (recorded with the halt).")] = "cappuccino kill",
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the halt).")] = "cappuccino kill",
 ) -> None:
     """Halt every trader now, cancel open orders and close positions; stays halted until `cappuccino resume`."""
     from cappuccino_core.lifecycle.control import kill_trading
@@ -440,7 +460,7 @@ def kill_cmd(
 
 
 @app.command("resume")
-def resume_cmd(reason: Annotated[str, typer.Option(help="Why (recorded with the resume).")] = "cappuccino resume") -> None:
+def resume_cmd(reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the resume).")] = "cappuccino resume") -> None:
     """Lift the halt set by `cappuccino kill` (or by the monitor's emergency): traders step again from the next bar."""
     from cappuccino_core.lifecycle.control import resume_trading
     from cappuccino_core.lifecycle.site import LifecycleSite
@@ -451,12 +471,12 @@ def resume_cmd(reason: Annotated[str, typer.Option(help="Why (recorded with the 
 
 @app.command("run")
 def run(
-    source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
-    path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Hard cap on training trials (default CAPPUCCINO_TRAIN_TRIALS).")] = None,
-    timeframe_trials: Annotated[Optional[int], typer.Option(help="Timeframe-search trials (default CAPPUCCINO_TIMEFRAME_TRIALS).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes per study (default 1; 2 with --demo).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name (default pipeline-YYYYMMDD); the same name resumes.")] = None,
+    source: Annotated[Optional[DataSourceKind], typer.Option(metavar="SOURCE", help="Bar source: synthetic, alpaca or files (default: CAPPUCCINO_SOURCE).")] = None,
+    path: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Directory of bar files (source=files).")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Hard cap on training trials (default CAPPUCCINO_TRAIN_TRIALS).")] = None,
+    timeframe_trials: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Timeframe-search trials (default CAPPUCCINO_TIMEFRAME_TRIALS).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Worker processes per study (default 1; 2 with --demo).")] = None,
+    name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Run name (default pipeline-YYYYMMDD); the same name resumes.")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="The small demo budget on the synthetic market (make run).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:

@@ -70,3 +70,19 @@ def test_an_invalid_setting_stops_the_command_with_exit_two(home, monkeypatch) -
     result = runner.invoke(app, ["settings"])
     assert result.exit_code == 2
     assert "CAPPUCCINO_HISTORY_DAYS" in result.output
+
+
+def test_version_prints_the_package_version(home) -> None:
+    from importlib.metadata import version
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"cappuccino {version('cappuccino')}"
+
+
+@pytest.mark.parametrize("command", [["status"], ["data", "status"], ["run"], ["train", "status"]])
+def test_help_shows_flags_without_a_value_type(command) -> None:
+    result = runner.invoke(app, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0
+    assert "--json" in result.stdout and "<bool>" not in result.stdout and "<str>" not in result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80
