@@ -35,7 +35,7 @@ app.add_typer(search_app, name="search")
 train_app = typer.Typer(invoke_without_command=True, help="Phase 3: the training study (run it, or `train status`).")
 app.add_typer(train_app, name="train")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def _settings(**overrides: object) -> Settings:
@@ -43,6 +43,20 @@ def _settings(**overrides: object) -> Settings:
         return load_settings(**{k: v for k, v in overrides.items() if v is not None})
     except SettingsError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _refuse_unservable(settings: Settings) -> None:
+    """Stop with one line when the source cannot serve the settings' symbols at their interval (no fetch, no retry)."""
+    from cappuccino_core.data.errors import SourceError
+    from cappuccino_core.data.ingest import check_source, make_source
+
+    if settings.source is DataSourceKind.ALPACA:  # Alpaca says which pairs it has when asked for bars
+        return
+    try:
+        check_source(make_source(settings), settings.symbols, settings.base_interval)
+    except (SourceError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -97,9 +111,10 @@ def data_ingest(
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass the gate.")] = False,
 ) -> None:
     """Fetch, validate and store bars, then run the quality checks and the freshness gate."""
+    settings = _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
+    _refuse_unservable(settings)
     from flows.ingest import IngestParams
 
-    _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
     params = IngestParams(
         source=source, files_path=None if path is None else str(path),
         symbols=None if symbols is None else [s for s in symbols.split(",") if s.strip()], interval=interval,
@@ -495,6 +510,7 @@ def run(
     except (SettingsError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    _refuse_unservable(settings)
     (err_console if as_json else console).print(f"pipeline on the {settings.source} market, home {Path(settings.home).resolve()}"
                   + (" (demo budget)" if demo else ""))
     try:

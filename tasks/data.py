@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NONE
 
-from cappuccino_core.data.errors import BarDataError, SourceError
+from cappuccino_core.data.errors import BarDataError, SourceError, SourceRefused
 from cappuccino_core.data.ingest import DataStatus, IngestWindow, SymbolIngestResult, data_status, ingest_symbol
 from cappuccino_core.data.freshness import FreshnessPolicy
 from cappuccino_core.data.intervals import Interval
@@ -14,7 +14,7 @@ from cappuccino_core.data.store import BarStore
 from tasks.retry import retry_on
 
 
-@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_on(SourceError, OSError, TimeoutError, never=(BarDataError,)), cache_policy=NONE, task_run_name="fetch-{symbol}")
+@task(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=retry_on(SourceError, OSError, TimeoutError, never=(BarDataError, SourceRefused)), cache_policy=NONE, task_run_name="fetch-{symbol}")
 def fetch_and_store(source: BarSource, store: BarStore, symbol: str, interval: Interval, window: IngestWindow) -> SymbolIngestResult:
     """Fetch one symbol's bars and store them."""
     return ingest_symbol(source, store, symbol, interval, window)

@@ -21,5 +21,9 @@ class SourceError(RuntimeError):
     """A bar source could not deliver (retries exhausted, credentials refused, bad reply)."""
 
 
+class SourceRefused(SourceError):
+    """The source cannot serve the request as asked (no such directory, symbol or interval): a retry cannot help."""
+
+
 class StaleDataError(RuntimeError):
     """The freshness gate refused: some symbol is stale or broken. The message lists which."""

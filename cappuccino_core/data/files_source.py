@@ -15,7 +15,7 @@ vwap``; nothing else (see ``quality.validate_bars``). ``timestamp`` is the bar's
 
 Every fetch reads and validates the whole file, so a malformed file raises ``BarDataError``
 naming the file whatever window is asked for. Symbols are never substituted: asking for
-BTC/USD when only BTC/USDT exists raises ``SourceError`` listing what is available.
+BTC/USD when only BTC/USDT exists raises ``SourceRefused`` listing what is available.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cappuccino_core.data.errors import BarDataError, SourceError
+from cappuccino_core.data.errors import BarDataError, SourceRefused
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.quality import validate_bars
 from cappuccino_core.data.symbols import base_asset, parse_symbol
@@ -50,10 +50,10 @@ class FileBarSource:
         """Return (symbol, interval, path) for every bar file, sorted by symbol then interval.
 
         Raises:
-            SourceError: the directory does not exist.
+            SourceRefused: the directory does not exist.
         """
         if not self.directory.is_dir():
-            raise SourceError(f"bar file directory {self.directory} does not exist")
+            raise SourceRefused(f"bar file directory {self.directory} does not exist")
         found = []
         for path in self.directory.iterdir():
             match = _FILE_NAME.match(path.name)
@@ -78,7 +78,7 @@ class FileBarSource:
         """Return the file holding ``symbol`` at ``interval``.
 
         Raises:
-            SourceError: no such file (the message lists what is available, and points out
+            SourceRefused: no such file (the message lists what is available, and points out
                 the same base asset in another quote currency), or both a CSV and a Parquet
                 file exist for it.
         """
@@ -87,14 +87,14 @@ class FileBarSource:
         paths = [p for s, i, p in files if s == symbol and i == interval]
         if len(paths) > 1:
             names = ", ".join(p.name for p in paths)
-            raise SourceError(f"{symbol} {interval}: more than one file in {self.directory} ({names}); keep one")
+            raise SourceRefused(f"{symbol} {interval}: more than one file in {self.directory} ({names}); keep one")
         if paths:
             return paths[0]
         base = base_asset(symbol)
         near = sorted({f"{s} {i}" for s, i, _ in files if base_asset(s) == base})
         listing = ", ".join(f"{s} {i}" for s, i, _ in files) or "none"
         hint = f" {base} is there as {', '.join(near)}, not substituted;" if near else ""
-        raise SourceError(f"no {symbol} {interval} file in {self.directory};{hint} available: {listing}")
+        raise SourceRefused(f"no {symbol} {interval} file in {self.directory};{hint} available: {listing}")
 
     def fetch(self, symbol: str, interval: Interval, start: datetime, end: datetime) -> pl.DataFrame:
         """Return the file's bars with open time in ``[start, end)`` that are complete by ``end``.
@@ -111,7 +111,7 @@ class FileBarSource:
             The canonical bar table for the window (possibly empty).
 
         Raises:
-            SourceError: no file for the series (see ``path_for``).
+            SourceRefused: no file for the series (see ``path_for``).
             BarDataError: the file cannot be read or breaks a bar rule; names the file.
             ValueError: ``start`` or ``end`` is naive.
         """
