@@ -46,6 +46,32 @@ def _settings(**overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _print_json(doc: object) -> None:
+    """Write ``doc`` as indented JSON on stdout (values JSON cannot hold become strings)."""
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _cell(value: object) -> str:
+    """A table cell: floats to 4 significant digits, None as '-', containers as compact JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return str(value)
+
+
+def _fields_table(title: str, doc: dict) -> Table:
+    """A two-column table of ``doc``'s fields (long values wrap in the value column)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in doc.items():
+        table.add_row(key.replace("_", " "), _cell(value))
+    return table
+
+
 def _refuse_unservable(settings: Settings) -> None:
     """Stop with one line when the source cannot serve the settings' symbols at their interval (no fetch, no retry)."""
     from cappuccino_core.data.errors import SourceError
@@ -94,9 +120,13 @@ def main(
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(as_json: JsonFlag = False) -> None:
     """Print the effective settings (secrets shown only as set/unset)."""
-    console.print_json(json.dumps(_settings().redacted()))
+    doc = _settings().redacted()
+    if as_json:
+        _print_json(doc)
+        return
+    console.print(_fields_table("Settings", doc))
 
 
 @data_app.command("ingest")
@@ -109,6 +139,7 @@ def data_ingest(
     end: Annotated[Optional[str], typer.Option(metavar="TIME", help="End of the range, exclusive (ISO-8601, UTC; default now).")] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge freshness as of this time (research on history).")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass the gate.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Fetch, validate and store bars, then run the quality checks and the freshness gate."""
     settings = _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
@@ -120,7 +151,7 @@ def data_ingest(
         symbols=None if symbols is None else [s for s in symbols.split(",") if s.strip()], interval=interval,
         start=_time(start), end=_time(end), as_of=_time(as_of), allow_stale=allow_stale,
     )
-    _run_ingest(params)
+    _run_ingest(params, as_json=as_json)
 
 
 @data_app.command("status")
@@ -160,6 +191,7 @@ def search_timeframe(
     study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default timeframe-YYYYMMDD); an existing one resumes.")] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge data freshness as of this time.")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Search bar interval x lookback with a reduced budget; record the choice for training."""
     from cappuccino_core.clock import SystemClock
@@ -169,6 +201,9 @@ def search_timeframe(
     name = study or f"timeframe-{SystemClock().now():%Y%m%d}"
     params = TimeframeParams(trials=trials, workers=workers, study=name, as_of=_time(as_of), allow_stale=allow_stale)
     report = _with_progress(settings, name, trials or settings.timeframe_trials, lambda: timeframe_search(params=params))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
     choice = report.choice
     console.print(f"[green]timeframe:[/green] {choice['interval']} x lookback {choice['lookback']} "
                   f"(mean score {choice['score']:.3f} over its trials; {choice['trials']} trials in the study)")
@@ -190,6 +225,7 @@ def train_cmd(
     timeframe_study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Phase 2 study to use (default: the latest).")] = None,
     as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge data freshness as of this time.")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Run the training study on Phase 2's timeframe, then register the best trials as candidates."""
     if ctx.invoked_subcommand is not None:
@@ -202,6 +238,9 @@ def train_cmd(
     params = TrainParams(trials=trials, workers=workers, study=name, timeframe_study=timeframe_study,
                          as_of=_time(as_of), allow_stale=allow_stale)
     report = _with_progress(settings, name, trials or settings.train_trials, lambda: train(params=params))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
     _print_summary(report.summary)
     for c in report.candidates:
         console.print(f"candidate: {settings.model_name} v{c['version']} from trial {c['trial']} (trial score {c['trial_score']:.3f})")
@@ -210,10 +249,11 @@ def train_cmd(
 @train_app.command("status")
 def train_status(
     study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default: the most recent training study).")] = None,
+    top: Annotated[int, typer.Option(min=0, max=100, metavar="N", help="How many of the best trials to list.")] = 5,
     as_json: JsonFlag = False,
 ) -> None:
-    """Trials by state, best value, cap, and whether (and why) the study stopped early."""
-    from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, require_spec
+    """Where the study stands (running, finished, stopped early or idle), its trials by state and its best trials."""
+    from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, require_spec, study_state, top_trials
     from cappuccino_core.study.status import study_status
     from cappuccino_core.study.storage import StudyNotFound
 
@@ -222,19 +262,38 @@ def train_status(
         name = study or latest_study(loc, "training")
         spec = require_spec(loc, name)
         status = study_status(loc.storage_url, name, heartbeat_interval=spec.heartbeat_seconds)
+        best = top_trials(loc, name, top)
     except (StudyNotFound, LookupError, StudyError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    doc = status.to_dict()
+    state = study_state(loc, name, running=status.trials_by_state.get("RUNNING", 0), stopped_early=status.stopped_early)
+    doc = {"state": state, **status.to_dict(), "top_trials": best}
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        _print_json(doc)
         return
-    table = Table(title=f"Study {name}")
-    table.add_column("field")
-    table.add_column("value")
-    for key, value in doc.items():
-        table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
-    console.print(table)
+    by_state = ", ".join(f"{v} {k.lower()}" for k, v in status.trials_by_state.items() if v) or "none"
+    console.print(_fields_table(f"Study {name}", {
+        "state": state + (f": {status.stop_reason}" if status.stopped_early and status.stop_reason else ""),
+        "trials": f"{status.total} of cap {status.cap} ({by_state})",
+        "best": "-" if status.best_value is None else f"{status.best_value:.3f} (trial {status.best_trial})",
+        "stale running": ", ".join(map(str, status.running_stale)) or "none",
+    }))
+    if best:
+        console.print(_trials_table(f"Best {len(best)} trials", best))
+
+
+def _trials_table(title: str, trials: list[dict]) -> Table:
+    """Trials best first: number, value, minutes, the hyperparameters (cut to the terminal's width)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("trial", justify="right", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("min", justify="right", no_wrap=True)
+    table.add_column("parameters", overflow="ellipsis", no_wrap=True)
+    for t in trials:
+        params = " ".join(f"{k}={_cell(v)}" for k, v in t["params"].items())
+        minutes = "-" if t["seconds"] is None else f"{t['seconds'] / 60:.1f}"
+        table.add_row(str(t["trial"]), f"{t['value']:.3f}", minutes, params)
+    return table
 
 
 def _with_progress(settings: Settings, name: str, cap: int, run_flow):
@@ -306,12 +365,16 @@ app.add_typer(arena_app, name="arena")
 def arena_run(
     arena: Annotated[str, typer.Option(metavar="ID", help="Arena id.")] = "main",
     max_matches: Annotated[Optional[int], typer.Option("--max-matches", min=1, metavar="N", help="Stop after this many matches.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Admit new candidates from the registry, play every pending match, mirror into MLflow."""
     from flows.tournament import TournamentParams, tournament
 
     _settings()  # fail early, naming the bad setting
     report = _run_flow_or_exit(lambda: tournament(params=TournamentParams(arena=arena, max_matches=max_matches)))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
     repaired = f"; redid the MLflow mirror of {report.repaired_mirror} match(es)" if report.repaired_mirror else ""
     console.print(f"admitted {len(report.admitted)} candidate(s), played {len(report.played)} match(es){repaired}")
     _print_arena(report.status)
@@ -378,13 +441,12 @@ def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:+.2%}"
 
-    table = Table(title="Sandbox")
-    for col in ("trader", "model", "state", "started", "elapsed", "equity", "return", "alpha", "Sharpe",
-                "max drawdown", "trades", "errors"):
+    table = Table(title="Sandbox (vN: model version N)", title_justify="left")
+    for col in ("model", "state", "elapsed", "equity", "return", "alpha", "Sharpe", "max DD", "trades", "errors"):
         table.add_column(col)
     for r in status["runs"]:
         table.add_row(
-            r["trader_id"], r["model"], r["state"], r["started_at"], f"{r['elapsed_seconds'] / 3600:.1f} h",
+            _short_model(r["model"]), r["state"], f"{r['elapsed_seconds'] / 3600:.1f} h",
             "-" if r["equity"] is None else f"{r['equity']:,.2f}", pct(r["return"]), pct(r["alpha"]),
             "-" if r["sharpe"] is None else f"{r['sharpe']:.2f}",
             "-" if r["max_drawdown"] is None else f"{r['max_drawdown']:.2%}", str(r["trades"]),
@@ -420,31 +482,36 @@ def _print_board(board: dict) -> None:
     for title, doc in (("data", board["data"]), ("training study", board["study"]["training"]),
                        ("timeframe search", board["study"]["timeframe"]), ("arena", board["arena"]),
                        ("production (paper)", board["production"]), ("live", board["live"])):
-        table = Table(title=title, show_header=False)
-        table.add_column("field")
-        table.add_column("value")
-        for key, value in doc.items():
-            table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
-        console.print(table)
-    runs = Table(title="sandbox")
-    for col in ("trader", "model", "stage", "state", "bars", "return", "alpha", "sharpe", "errors"):
+        console.print(_fields_table(title, doc))
+    runs = Table(title="sandbox", title_justify="left")
+    for col in ("model", "stage", "state", "bars", "return", "alpha", "sharpe", "errors"):
         runs.add_column(col)
     for r in board["sandbox"]:
-        runs.add_row(r["trader_id"], r["model"], str(r["stage"]), r["state"], str(r["traded_bars"]),
+        runs.add_row(_short_model(r["model"]), str(r["stage"]), r["state"], str(r["traded_bars"]),
                      _num(r["return"]), _num(r["alpha"]), _num(r["sharpe"]), str(r["errors"]))
     console.print(runs if board["sandbox"] else "sandbox: no runs")
-    moves = Table(title="recent transitions")
+    moves = Table(title="recent transitions", title_justify="left")
     for col in ("at", "model", "move", "who", "why"):
         moves.add_column(col)
     for t in board["transitions"]:
-        moves.add_row(t["at"], t["model_id"], f"{t['from'] or '(new)'} → {t['to']}", t["who"], t["why"])
+        moves.add_row(_short_time(t["at"]), _short_model(t["model_id"]), f"{t['from'] or '(new)'} → {t['to']}", t["who"], t["why"])
     console.print(moves if board["transitions"] else "no transitions yet")
-    alerts = Table(title="recent alerts")
+    alerts = Table(title="recent alerts", title_justify="left")
     for col in ("at", "level", "source", "message"):
         alerts.add_column(col)
     for a in board["alerts"]:
-        alerts.add_row(a["at"], a["level"], a["source"], a["message"])
+        alerts.add_row(_short_time(a["at"]), a["level"], a["source"], a["message"])
     console.print(alerts if board["alerts"] else "no alerts")
+
+
+def _short_model(ref: str) -> str:
+    """``models:/name/12`` as ``v12`` (the tables' titles say which registered model)."""
+    return "v" + ref.rsplit("/", 1)[1] if ref.startswith("models:/") else ref
+
+
+def _short_time(iso: str | None) -> str:
+    """An ISO time to the minute, without the zone (every time shown is UTC)."""
+    return "" if not iso else str(iso)[:16].replace("T", " ")
 
 
 def _num(value: float | None) -> str:
@@ -455,6 +522,7 @@ def _num(value: float | None) -> str:
 def kill_cmd(
     flatten: Annotated[bool, typer.Option("--flatten/--no-flatten", help="Close every position (default), or only cancel open orders.")] = True,
     reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the halt).")] = "cappuccino kill",
+    as_json: JsonFlag = False,
 ) -> None:
     """Halt every trader now, cancel open orders and close positions; stays halted until `cappuccino resume`."""
     from cappuccino_core.lifecycle.control import kill_trading
@@ -467,6 +535,9 @@ def kill_cmd(
     except KillIncomplete as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    if as_json:
+        _print_json(report.to_dict())
+        return
     console.print(f"[red bold]trading halted[/red bold] ({'positions closed' if flatten else 'positions kept'}); "
                   "`cappuccino resume` lifts the halt")
     for broker in report.brokers:
@@ -475,12 +546,19 @@ def kill_cmd(
 
 
 @app.command("resume")
-def resume_cmd(reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the resume).")] = "cappuccino resume") -> None:
+def resume_cmd(
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the resume).")] = "cappuccino resume",
+    as_json: JsonFlag = False,
+) -> None:
     """Lift the halt set by `cappuccino kill` (or by the monitor's emergency): traders step again from the next bar."""
     from cappuccino_core.lifecycle.control import resume_trading
     from cappuccino_core.lifecycle.site import LifecycleSite
 
     state = resume_trading(LifecycleSite.from_settings(_settings()), who=_who(), reason=reason)
+    if as_json:
+        _print_json({"halted": state.halted, "reason": state.reason, "who": state.who,
+                     "since": None if state.since is None else state.since.isoformat()})
+        return
     console.print("trading resumed" if not state.halted else "[red]still halted[/red]")
 
 
@@ -532,16 +610,17 @@ def _print_pipeline(doc: dict) -> None:
         console.print(line, highlight=False)
 
 
-def _run_ingest(params: "IngestParams") -> None:
+def _run_ingest(params: "IngestParams", *, as_json: bool = False) -> None:
     from flows.ingest import IngestError, ingest
 
+    show = (lambda r: _print_json(r.model_dump(mode="json"))) if as_json else _print_ingest
     try:
         report = ingest(params=params)
     except IngestError as exc:
-        _print_ingest(exc.report)
+        show(exc.report)
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    _print_ingest(report)
+    show(report)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -561,9 +640,9 @@ def _print_status(status) -> None:
 
 
 def _print_status_dict(doc: dict) -> None:
-    table = Table(title="Data status")
-    for col in ("symbol", "interval", "first bar", "last bar", "rows", "missing", "gap runs", "longest gap", "dupes", "zero vol", "state"):
-        table.add_column(col)
+    table = Table(title="Data status (missing bars, gap runs, longest gap, duplicates, zero-volume bars)", title_justify="left")
+    for col in ("symbol", "int", "first", "last bar (UTC)", "rows", "miss", "gaps", "max", "dup", "0 vol", "state"):
+        table.add_column(col, no_wrap=col in ("symbol", "last bar (UTC)", "state"))
     stale = {(s["symbol"], s["interval"]) for s in doc["verdict"]["stale"]}
     broken = {(s["symbol"], s["interval"]) for s in doc["verdict"]["broken"]}
     short = lambda iso: "" if not iso else str(iso)[:16].replace("T", " ")  # noqa: E731
@@ -572,7 +651,7 @@ def _print_status_dict(doc: dict) -> None:
         state = "[red]broken[/red]" if key in broken else "[yellow]stale[/yellow]" if key in stale else "[green]fresh[/green]"
         longest = row.get("longest_gap") or {}
         table.add_row(
-            row["symbol"], row["interval"], short(row.get("first_bar")), short(row.get("last_bar")), str(row.get("rows")),
+            row["symbol"], row["interval"], short(row.get("first_bar"))[:10], short(row.get("last_bar")), str(row.get("rows")),
             str(row.get("missing_bars")), str(row.get("gap_runs")), str(longest.get("bars", 0) if longest else 0),
             str(row.get("duplicates")), str(row.get("zero_volume_bars")), state,
         )

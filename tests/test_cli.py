@@ -59,10 +59,13 @@ def test_data_status_on_an_empty_store_says_to_ingest_first(home) -> None:
 def test_settings_command_shows_keys_only_as_set(home, monkeypatch) -> None:
     monkeypatch.setenv("APCA_API_SECRET_KEY", "s3cr3t-value")
     monkeypatch.setenv("APCA_API_KEY_ID", "AKTESTKEY123")
-    result = runner.invoke(app, ["settings"])
+    result = runner.invoke(app, ["settings", "--json"])
     assert result.exit_code == 0
     assert "s3cr3t-value" not in result.output and "AKTESTKEY123" not in result.output
     assert json.loads(result.stdout)["alpaca_secret_key"] == "set"
+    table = runner.invoke(app, ["settings"], terminal_width=80)
+    assert table.exit_code == 0 and "s3cr3t-value" not in table.output
+    assert "alpaca secret key" in table.output and max(len(line) for line in table.output.splitlines()) <= 80
 
 
 def test_an_invalid_setting_stops_the_command_with_exit_two(home, monkeypatch) -> None:
@@ -86,3 +89,22 @@ def test_help_shows_flags_without_a_value_type(command) -> None:
     assert result.exit_code == 0
     assert "--json" in result.stdout and "<bool>" not in result.stdout and "<str>" not in result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= 80
+
+
+COMMANDS = [["settings"], ["status"], ["data", "ingest"], ["data", "status"], ["search", "timeframe"], ["train"],
+            ["train", "status"], ["arena", "run"], ["arena", "status"], ["sandbox", "status"], ["kill"], ["resume"], ["run"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_offers_json(command) -> None:
+    result = runner.invoke(app, [*command, "--help"], terminal_width=80)
+    assert result.exit_code == 0, result.output
+    assert "--json" in result.stdout
+
+
+def test_status_json_and_board_on_a_fresh_home(home) -> None:
+    doc = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
+    assert doc["study"]["training"]["status"] == "not started"
+    board = runner.invoke(app, ["status"], terminal_width=80)
+    assert board.exit_code == 0 and "training study" in board.stdout
+    assert max(len(line) for line in board.stdout.splitlines()) <= 80

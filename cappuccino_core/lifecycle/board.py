@@ -20,7 +20,7 @@ from cappuccino_core.evaluation.metrics import alpha, max_drawdown, total_return
 from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
-from cappuccino_core.search.location import StudyError, StudyLocation, latest_study
+from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, study_state
 from cappuccino_core.study.status import study_status
 from cappuccino_core.study.storage import StudyNotFound
 
@@ -74,10 +74,11 @@ def study_section(settings: Settings) -> dict[str, Any]:
             out[kind] = {"status": NOT_STARTED, "message": str(exc)}
             continue
         finished = sum(v for k, v in status.trials_by_state.items() if k in ("COMPLETE", "PRUNED", "FAIL"))
-        out[kind] = {"status": "stopped early" if status.stopped_early else "running or done", "name": name,
+        running = status.trials_by_state.get("RUNNING", 0)
+        out[kind] = {"status": study_state(loc, name, running=running, stopped_early=status.stopped_early), "name": name,
                      "trials": status.total, "finished": finished, "cap": status.cap,
                      "progress": None if not status.cap else finished / status.cap,
-                     "running": status.trials_by_state.get("RUNNING", 0), "best_value": status.best_value,
+                     "running": running, "best_value": status.best_value,
                      "best_trial": status.best_trial, "stop_reason": status.stop_reason}
     return out
 

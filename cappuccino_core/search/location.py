@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -84,3 +84,25 @@ def latest_study(loc: StudyLocation, kind: str, *, with_attr: str | None = None)
     if not found:
         raise StudyError(f"no {kind} study in {loc.storage_url}")
     return max(found)[1]
+
+
+def summary_path(loc: StudyLocation, name: str) -> Path:
+    """Where ``runner.finish`` writes the summary of study ``name``: it exists once the study finished."""
+    return loc.home / "studies" / name / "summary.json"
+
+
+def study_state(loc: StudyLocation, name: str, *, running: int, stopped_early: bool) -> str:
+    """Say where study ``name`` stands: running, stopped early, finished, or idle (interrupted; the same command resumes it)."""
+    if running:
+        return "running"
+    if stopped_early:
+        return "stopped early"
+    return "finished" if summary_path(loc, name).exists() else "idle"
+
+
+def top_trials(loc: StudyLocation, name: str, n: int) -> list[dict[str, Any]]:
+    """Return the ``n`` best complete trials of study ``name``, best first: number, value, seconds, params."""
+    trials = read_study(loc, name).get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    best = sorted((t for t in trials if t.value is not None), key=lambda t: t.value, reverse=True)[:n]
+    return [{"trial": t.number, "value": t.value, "params": dict(t.params),
+             "seconds": None if t.duration is None else t.duration.total_seconds()} for t in best]

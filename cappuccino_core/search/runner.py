@@ -33,6 +33,7 @@ from cappuccino_core.search.location import (  # noqa: F401 - re-exported
     read_study,
     require_spec,
     stored_spec,
+    summary_path,
 )
 from cappuccino_core.search.market import PanelCache, plan_store_split, study_panel
 from cappuccino_core.search.objective import StudyObjective, StudyTracker
@@ -235,9 +236,9 @@ def finish(loc: StudyLocation, name: str, *, clock: Clock | None = None) -> Stud
     if wall is not None:
         metrics["wall_seconds"] = wall
     set_summary(tracker.client, tracker.parent_run_id, metrics=metrics, tags=tags)
-    out = loc.home / "studies" / spec.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    out = summary_path(loc, spec.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
     return summary
 
 
