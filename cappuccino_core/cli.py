@@ -62,6 +62,14 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+def _wide_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table of many short columns that fits 80 columns: no vertical rules, one space between columns."""
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1, 0, 0), header_style="bold underline")
+    for col in columns:
+        table.add_column(col, no_wrap=True)
+    return table
+
+
 def _fields_table(title: str, doc: dict) -> Table:
     """A two-column table of ``doc``'s fields (long values wrap in the value column)."""
     table = Table(title=title, show_header=False, title_justify="left")
@@ -285,12 +293,14 @@ def train_status(
 def _trials_table(title: str, trials: list[dict]) -> Table:
     """Trials best first: number, value, minutes, the hyperparameters (cut to the terminal's width)."""
     table = Table(title=title, title_justify="left")
-    table.add_column("trial", justify="right", no_wrap=True)
-    table.add_column("value", justify="right", no_wrap=True)
-    table.add_column("min", justify="right", no_wrap=True)
-    table.add_column("parameters", overflow="ellipsis", no_wrap=True)
+    table.add_column("trial", justify="right", no_wrap=True, min_width=5)
+    table.add_column("value", justify="right", no_wrap=True, min_width=7)
+    table.add_column("min", justify="right", no_wrap=True, min_width=5)
+    table.add_column("parameters (--json shows all)", no_wrap=True)
+    room = max(20, console.width - 33)  # what the other columns and the borders leave
     for t in trials:
         params = " ".join(f"{k}={_cell(v)}" for k, v in t["params"].items())
+        params = params if len(params) <= room else params[: room - 1] + "…"
         minutes = "-" if t["seconds"] is None else f"{t['seconds'] / 60:.1f}"
         table.add_row(str(t["trial"]), f"{t['value']:.3f}", minutes, params)
     return table
@@ -441,9 +451,8 @@ def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:+.2%}"
 
-    table = Table(title="Sandbox (vN: model version N)", title_justify="left")
-    for col in ("model", "state", "elapsed", "equity", "return", "alpha", "Sharpe", "max DD", "trades", "errors"):
-        table.add_column(col)
+    table = _wide_table("Sandbox (vN: model version N)",
+                        ("model", "state", "elapsed", "equity", "return", "alpha", "Sharpe", "max DD", "trades", "errors"))
     for r in status["runs"]:
         table.add_row(
             _short_model(r["model"]), r["state"], f"{r['elapsed_seconds'] / 3600:.1f} h",
@@ -482,7 +491,7 @@ def _print_board(board: dict) -> None:
     for title, doc in (("data", board["data"]), ("training study", board["study"]["training"]),
                        ("timeframe search", board["study"]["timeframe"]), ("arena", board["arena"]),
                        ("production (paper)", board["production"]), ("live", board["live"])):
-        console.print(_fields_table(title, doc))
+        console.print(_fields_table(title, _readable_section(doc)))
     runs = Table(title="sandbox", title_justify="left")
     for col in ("model", "stage", "state", "bars", "return", "alpha", "sharpe", "errors"):
         runs.add_column(col)
@@ -491,17 +500,31 @@ def _print_board(board: dict) -> None:
                      _num(r["return"]), _num(r["alpha"]), _num(r["sharpe"]), str(r["errors"]))
     console.print(runs if board["sandbox"] else "sandbox: no runs")
     moves = Table(title="recent transitions", title_justify="left")
-    for col in ("at", "model", "move", "who", "why"):
-        moves.add_column(col)
+    for col in ("at", "model", "move", "why (who)"):
+        moves.add_column(col, no_wrap=col != "why (who)")
     for t in board["transitions"]:
-        moves.add_row(_short_time(t["at"]), _short_model(t["model_id"]), f"{t['from'] or '(new)'} → {t['to']}", t["who"], t["why"])
+        moves.add_row(_short_time(t["at"]), _short_model(t["model_id"]), f"{t['from'] or '(new)'} → {t['to']}",
+                      f"{t['why']} ({t['who']})")
     console.print(moves if board["transitions"] else "no transitions yet")
     alerts = Table(title="recent alerts", title_justify="left")
     for col in ("at", "level", "source", "message"):
-        alerts.add_column(col)
+        alerts.add_column(col, no_wrap=col != "message")
     for a in board["alerts"]:
         alerts.add_row(_short_time(a["at"]), a["level"], a["source"], a["message"])
     console.print(alerts if board["alerts"] else "no alerts")
+
+
+def _readable_section(doc: dict) -> dict:
+    """A board section for people: the green-light decision in words, times to the minute."""
+    out = dict(doc)
+    light = out.get("green_light")
+    if isinstance(light, dict):
+        verdict = "allowed" if light["allowed"] else "refused: " + "; ".join(light["failed"])
+        out["green_light"] = f"{verdict} ({_short_time(light['decided_at'])})"
+    for key in ("last_bar", "since"):
+        if isinstance(out.get(key), str):
+            out[key] = _short_time(out[key]) + " UTC"
+    return out
 
 
 def _short_model(ref: str) -> str:
@@ -640,9 +663,8 @@ def _print_status(status) -> None:
 
 
 def _print_status_dict(doc: dict) -> None:
-    table = Table(title="Data status (missing bars, gap runs, longest gap, duplicates, zero-volume bars)", title_justify="left")
-    for col in ("symbol", "int", "first", "last bar (UTC)", "rows", "miss", "gaps", "max", "dup", "0 vol", "state"):
-        table.add_column(col, no_wrap=col in ("symbol", "last bar (UTC)", "state"))
+    table = _wide_table("Data status (miss: missing bars, max: longest gap)",
+                        ("symbol", "int", "first", "last bar (UTC)", "rows", "miss", "gaps", "max", "dup", "0 vol", "state"))
     stale = {(s["symbol"], s["interval"]) for s in doc["verdict"]["stale"]}
     broken = {(s["symbol"], s["interval"]) for s in doc["verdict"]["broken"]}
     short = lambda iso: "" if not iso else str(iso)[:16].replace("T", " ")  # noqa: E731

@@ -108,3 +108,12 @@ def test_status_json_and_board_on_a_fresh_home(home) -> None:
     board = runner.invoke(app, ["status"], terminal_width=80)
     assert board.exit_code == 0 and "training study" in board.stdout
     assert max(len(line) for line in board.stdout.splitlines()) <= 80
+
+
+def test_the_data_status_table_fits_80_columns_without_cutting_a_cell(home) -> None:
+    _store_bars(home, datetime.now(UTC).replace(minute=0, second=0, microsecond=0))
+    result = runner.invoke(app, ["data", "status"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
+    assert any(line.startswith("BTC/USD ") and line.rstrip().endswith("fresh") for line in lines)
