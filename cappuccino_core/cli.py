@@ -290,6 +290,70 @@ def train_status(
         console.print(_trials_table(f"Best {len(best)} trials", best))
 
 
+@train_app.command("show")
+def train_show(
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default: the most recent training study).")] = None,
+    top: Annotated[int, typer.Option(min=1, max=1000, metavar="N", help="How many of the best trials to list.")] = 10,
+    trial: Annotated[Optional[int], typer.Option(min=0, metavar="N", help="Show this trial in full instead.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The best trials of a study (like `hyperopt-list`), or one trial in full (like `hyperopt-show`)."""
+    from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, top_trials, trial_detail
+    from cappuccino_core.study.storage import StudyNotFound
+
+    loc = StudyLocation.from_settings(_settings())
+    try:
+        name = study or latest_study(loc, "training")
+        doc = trial_detail(loc, name, trial) if trial is not None else {"study": name, "top_trials": top_trials(loc, name, top)}
+    except (StudyNotFound, LookupError, StudyError, KeyError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(doc)
+    elif trial is None:
+        console.print(_trials_table(f"Study {name}: best {len(doc['top_trials'])} trials", doc["top_trials"])
+                      if doc["top_trials"] else f"study {name}: no complete trial yet")
+    else:
+        fields = {"state": doc["state"], "value": doc["value"], "started": _short_time(doc["started"]),
+                  "minutes": None if doc["seconds"] is None else round(doc["seconds"] / 60, 1),
+                  **doc["params"], **{f"attr {k}": _short_attr(v) for k, v in doc["attrs"].items()}}
+        console.print(_fields_table(f"Study {name}, trial {doc['trial']}", fields))
+
+
+def _short_attr(value: object) -> object:
+    """A recorded trial attribute for the table: long encoded blobs are only counted."""
+    return f"({len(value)} characters; --json shows it)" if isinstance(value, str) and len(value) > 60 else value
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Registered models: versions, stages, arena records.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    arena: Annotated[str, typer.Option(metavar="ID", help="Arena whose record is shown.")] = "main",
+    as_json: JsonFlag = False,
+) -> None:
+    """Every registered version: its study and trial, stage, aliases and arena record."""
+    from cappuccino_core.lifecycle.model_list import list_models
+
+    models = list_models(_settings(), arena_id=arena)
+    if as_json:
+        _print_json(models)
+        return
+    if not models:
+        console.print(f"no registered versions of {_settings().model_name} yet (`cappuccino train` registers them)")
+        return
+    table = _wide_table(f"{_settings().model_name} (vN: version N)", ("model", "study", "trial", "stage", "aliases", "arena"))
+    for m in models:
+        record = m["arena"]
+        arena_text = "-" if record is None else record["status"] + (
+            f" in match {record['decided_in_match']}" if record["decided_in_match"] is not None else "")
+        table.add_row(f"v{m['version']}", _cell(m["study"]), _cell(m["trial"]), _cell(m["stage"]),
+                      ",".join(m["aliases"]) or "-", arena_text)
+    console.print(table)
+
+
 def _trials_table(title: str, trials: list[dict]) -> Table:
     """Trials best first: number, value, minutes, the hyperparameters (cut to the terminal's width)."""
     table = Table(title=title, title_justify="left")

@@ -92,7 +92,7 @@ def test_help_shows_flags_without_a_value_type(command) -> None:
 
 
 COMMANDS = [["settings"], ["status"], ["data", "ingest"], ["data", "status"], ["search", "timeframe"], ["train"],
-            ["train", "status"], ["arena", "run"], ["arena", "status"], ["sandbox", "status"], ["kill"], ["resume"], ["run"]]
+            ["train", "status"], ["train", "show"], ["models", "list"], ["arena", "run"], ["arena", "status"], ["sandbox", "status"], ["kill"], ["resume"], ["run"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -117,3 +117,15 @@ def test_the_data_status_table_fits_80_columns_without_cutting_a_cell(home) -> N
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in result.stdout
     assert any(line.startswith("BTC/USD ") and line.rstrip().endswith("fresh") for line in lines)
+
+
+def test_models_list_on_a_fresh_home_says_nothing_is_registered_and_creates_no_store(home) -> None:
+    assert json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout) == []
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0 and "no registered versions of cappuccino-ppo" in result.stdout
+    assert not (home / "mlflow").exists()
+
+
+def test_train_show_without_a_study_fails_in_one_line(home) -> None:
+    result = runner.invoke(app, ["train", "show"])
+    assert result.exit_code == 1 and result.output.startswith("error: no studies yet")

@@ -106,3 +106,19 @@ def top_trials(loc: StudyLocation, name: str, n: int) -> list[dict[str, Any]]:
     best = sorted((t for t in trials if t.value is not None), key=lambda t: t.value, reverse=True)[:n]
     return [{"trial": t.number, "value": t.value, "params": dict(t.params),
              "seconds": None if t.duration is None else t.duration.total_seconds()} for t in best]
+
+
+def trial_detail(loc: StudyLocation, name: str, number: int) -> dict[str, Any]:
+    """Return trial ``number`` of study ``name``: state, value, times, parameters, recorded attributes.
+
+    Raises:
+        LookupError: the study has no such trial.
+    """
+    trials = read_study(loc, name).get_trials(deepcopy=False)
+    found = next((t for t in trials if t.number == number), None)
+    if found is None:
+        raise LookupError(f"study {name!r} has no trial {number} (it has {len(trials)} trials, numbered from 0)")
+    return {"trial": found.number, "state": found.state.name.lower(), "value": found.value,
+            "started": None if found.datetime_start is None else found.datetime_start.isoformat(),
+            "seconds": None if found.duration is None else found.duration.total_seconds(),
+            "params": dict(found.params), "attrs": dict(found.user_attrs)}
