@@ -57,6 +57,8 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(_cell(v) for v in value) or "-"
     if isinstance(value, (dict, list, tuple)):
         return json.dumps(value, default=str, separators=(",", ":"))
     return str(value)
