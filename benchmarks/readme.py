@@ -95,6 +95,10 @@ FIGURES: dict[str, Figure] = {
     "make_run_seconds": Figure("s", "End-to-end `make run` on the synthetic market, excluding the virtualenv install."),
     "make_run_promoted": Figure("models", "Models of the demo's training study the arena promoted (20 consecutive wins and the edge test)."),
     "make_run_green_light": Figure("status", "The demo's green-light status for its paper-production model at the end of the replay."),
+    # the command line (bench_cli)
+    "cli_help_seconds": Figure("s", "`cappuccino --help` in a fresh process, median of 5 (the target is under 1 s)."),
+    "cli_status_seconds": Figure("s", "`cappuccino status --json` in a fresh process, median of 5 (the target is under 3 s)."),
+    "cli_status_home": Figure("", "The home `cli_status_seconds` read: `make run` (the home the demo left) or `empty` (a fresh one)."),
     # the demo over several markets (bench_demo_seeds, bench_noedge: benchmarks/demo_runs.py)
     "demo_runs": Figure("runs", "`cappuccino run --demo` runs on market seeds 1-5 (plant 2.0), each in a fresh home."),
     "demo_failed_runs": Figure("runs", "Demo runs that did not finish."),

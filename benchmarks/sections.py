@@ -380,3 +380,35 @@ def noedge_figures(runs: list[dict]) -> dict:
         "noedge_candidates_per_run": {str(r["seed"]): r["candidates"] for r in done},
         "noedge_edge_tests": sum(len(r["edge_tests"]) for r in done),
     }
+
+
+def bench_cli() -> dict:
+    """Seconds of ``cappuccino --help`` and ``cappuccino status`` in fresh processes, median of 5.
+
+    ``status`` reads the home in ``CAPPUCCINO_HOME`` when that (or the repository's
+    ``.cappuccino``, the home `make run` leaves) holds bars; otherwise a fresh empty home.
+    """
+    import statistics
+    import subprocess
+    import sys
+
+    def median_seconds(args: list[str], env: dict[str, str]) -> float:
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "cappuccino_core.cli", *args], capture_output=True, text=True,
+                                  env=env, cwd=REPO)
+            times.append(time.perf_counter() - started)
+            if proc.returncode != 0:
+                raise RuntimeError(f"cappuccino {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+        return statistics.median(times)
+
+    home = Path(os.environ.get("CAPPUCCINO_HOME", REPO / ".cappuccino"))
+    with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
+        used = home if (home / "store").is_dir() else Path(tmp) / "home"
+        env = {**os.environ, "CAPPUCCINO_HOME": str(used), "CAPPUCCINO_CONFIG": str(Path(tmp) / "absent.toml")}
+        return {
+            "cli_help_seconds": round(median_seconds(["--help"], env), 2),
+            "cli_status_seconds": round(median_seconds(["status", "--json"], env), 2),
+            "cli_status_home": "make run" if used == home else "empty",
+        }

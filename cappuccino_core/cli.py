@@ -17,19 +17,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-# Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins).
-for _var, _value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"),
-                     ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
-                     # Prefect waits 20 s for its ephemeral server, too little on a busy 2-core machine.
-                     ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")):
-    os.environ.setdefault(_var, _value)
-
-from cappuccino_core.clock import parse_utc  # noqa: E402
+from cappuccino_core.clock import parse_utc
 from cappuccino_core.config import DataSourceKind, Settings, SettingsError, load_settings
 from cappuccino_core.redaction import install_scrub_filter
-from flows.ingest import IngestParams
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Cappuccino: crypto PPO research and deployment pipeline.")
+# Offline hygiene before Prefect or MLflow is imported (a user's explicit setting wins); set by
+# the app's callback, so importing this module changes nothing.
+_OFFLINE_ENV = (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("MLFLOW_DISABLE_TELEMETRY", "true"), ("DO_NOT_TRACK", "true"),
+                ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),
+                # Prefect waits 20 s for its ephemeral server, too little on a busy 2-core machine.
+                ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120"))
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON on stdout (messages go to stderr).")]
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                  help="Cappuccino: crypto PPO research and deployment pipeline.")
 data_app = typer.Typer(no_args_is_help=True, help="Market data: ingest and status.")
 app.add_typer(data_app, name="data")
 search_app = typer.Typer(no_args_is_help=True, help="Phase 2: the timeframe search.")
@@ -37,7 +38,7 @@ app.add_typer(search_app, name="search")
 train_app = typer.Typer(invoke_without_command=True, help="Phase 3: the training study (run it, or `train status`).")
 app.add_typer(train_app, name="train")
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 
 
 def _settings(**overrides: object) -> Settings:
@@ -51,6 +52,56 @@ def _settings(**overrides: object) -> Settings:
     return settings
 
 
+def _print_json(doc: object) -> None:
+    """Write ``doc`` as indented JSON on stdout (values JSON cannot hold become strings)."""
+    sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def _cell(value: object) -> str:
+    """A table cell: floats to 4 significant digits, None as '-', containers as compact JSON."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) for v in value):
+        return ", ".join(_cell(v) for v in value) or "-"
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, default=str, separators=(",", ":"))
+    return str(value)
+
+
+def _wide_table(title: str, columns: tuple[str, ...]) -> Table:
+    """A table of many short columns that fits 80 columns: no vertical rules, one space between columns."""
+    table = Table(title=title, title_justify="left", box=None, padding=(0, 1, 0, 0), header_style="bold underline")
+    for col in columns:
+        table.add_column(col, no_wrap=True)
+    return table
+
+
+def _fields_table(title: str, doc: dict) -> Table:
+    """A two-column table of ``doc``'s fields (long values wrap in the value column)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for key, value in doc.items():
+        table.add_row(key.replace("_", " "), _cell(value))
+    return table
+
+
+def _refuse_unservable(settings: Settings) -> None:
+    """Stop with one line when the source cannot serve the settings' symbols at their interval (no fetch, no retry)."""
+    from cappuccino_core.data.errors import SourceError
+    from cappuccino_core.data.ingest import check_source, make_source
+
+    if settings.source is DataSourceKind.ALPACA:  # Alpaca says which pairs it has when asked for bars
+        return
+    try:
+        check_source(make_source(settings), settings.symbols, settings.base_interval)
+    except (SourceError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
 def _time(text: str | None) -> datetime | None:
     if text is None:
         return None
@@ -61,44 +112,69 @@ def _time(text: str | None) -> datetime | None:
         raise typer.Exit(2) from None
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"cappuccino {version('cappuccino')}", highlight=False)
+        except PackageNotFoundError:  # a source tree that was never installed
+            console.print("cappuccino (not installed: no package metadata)", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False) -> None:
-    """Configure logging for every command."""
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Configure logging and the offline environment for every command."""
+    for name, value in _OFFLINE_ENV:
+        os.environ.setdefault(name, value)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
 @app.command("settings")
-def show_settings() -> None:
+def show_settings(as_json: JsonFlag = False) -> None:
     """Print the effective settings (secrets shown only as set/unset)."""
-    console.print_json(json.dumps(_settings().redacted()))
+    doc = _settings().redacted()
+    if as_json:
+        _print_json(doc)
+        return
+    console.print(_fields_table("Settings", doc))
 
 
 @data_app.command("ingest")
 def data_ingest(
-    source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
-    path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
-    symbols: Annotated[Optional[str], typer.Option(help="Comma-separated pairs, e.g. BTC/USD,ETH/USD.")] = None,
-    interval: Annotated[Optional[str], typer.Option(help="Bar interval to fetch and store.")] = None,
-    start: Annotated[Optional[str], typer.Option(help="First bar open time (ISO-8601, UTC).")] = None,
-    end: Annotated[Optional[str], typer.Option(help="End of the range, exclusive (ISO-8601, UTC; default now).")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge freshness as of this time (research on history).")] = None,
+    source: Annotated[Optional[DataSourceKind], typer.Option(metavar="SOURCE", help="Bar source: synthetic, alpaca or files (default: CAPPUCCINO_SOURCE).")] = None,
+    path: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Directory of bar files (source=files).")] = None,
+    symbols: Annotated[Optional[str], typer.Option(metavar="PAIRS", help="Comma-separated pairs, e.g. BTC/USD,ETH/USD.")] = None,
+    interval: Annotated[Optional[str], typer.Option(metavar="INTERVAL", help="Bar interval to fetch and store (1m, 5m, 15m, 30m, 1h, 4h, 1d).")] = None,
+    start: Annotated[Optional[str], typer.Option(metavar="TIME", help="First bar open time (ISO-8601, UTC).")] = None,
+    end: Annotated[Optional[str], typer.Option(metavar="TIME", help="End of the range, exclusive (ISO-8601, UTC; default now).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge freshness as of this time (research on history).")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass the gate.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Fetch, validate and store bars, then run the quality checks and the freshness gate."""
-    _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
+    settings = _settings(source=source, files_path=path, symbols=symbols, base_interval=interval)  # fail early, naming the field
+    _refuse_unservable(settings)
+    from flows.ingest import IngestParams
+
     params = IngestParams(
         source=source, files_path=None if path is None else str(path),
         symbols=None if symbols is None else [s for s in symbols.split(",") if s.strip()], interval=interval,
         start=_time(start), end=_time(end), as_of=_time(as_of), allow_stale=allow_stale,
     )
-    _run_ingest(params)
+    _run_ingest(params, as_json=as_json)
 
 
 @data_app.command("status")
 def data_status_cmd(
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge freshness as of this time.")] = None,
-    allow_stale: Annotated[bool, typer.Option("--allow-stale")] = False,
+    as_json: JsonFlag = False,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge freshness as of this time.")] = None,
+    allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
 ) -> None:
     """Show each stored series: coverage, gaps, duplicates, zero-volume bars, stale or fresh.
 
@@ -126,11 +202,12 @@ def data_status_cmd(
 
 @search_app.command("timeframe")
 def search_timeframe(
-    trials: Annotated[Optional[int], typer.Option(min=1, max=100, help="Trials (default CAPPUCCINO_TIMEFRAME_TRIALS, at most 100).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
-    study: Annotated[Optional[str], typer.Option(help="Study name (default timeframe-YYYYMMDD); an existing one resumes.")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge data freshness as of this time.")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=100, metavar="N", help="Trials (default CAPPUCCINO_TIMEFRAME_TRIALS, at most 100).")] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes.")] = 1,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default timeframe-YYYYMMDD); an existing one resumes.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge data freshness as of this time.")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Search bar interval x lookback with a reduced budget; record the choice for training."""
     from cappuccino_core.clock import SystemClock
@@ -140,6 +217,9 @@ def search_timeframe(
     name = study or f"timeframe-{SystemClock().now():%Y%m%d}"
     params = TimeframeParams(trials=trials, workers=workers, study=name, as_of=_time(as_of), allow_stale=allow_stale)
     report = _with_progress(settings, name, trials or settings.timeframe_trials, lambda: timeframe_search(params=params))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
     choice = report.choice
     console.print(f"[green]timeframe:[/green] {choice['interval']} x lookback {choice['lookback']} "
                   f"(mean score {choice['score']:.3f} over its trials; {choice['trials']} trials in the study)")
@@ -155,12 +235,13 @@ def search_timeframe(
 @train_app.callback()
 def train_cmd(
     ctx: typer.Context,
-    trials: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Hard cap on trials (default CAPPUCCINO_TRAIN_TRIALS, at most 1000).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes on this machine.")] = 1,
-    study: Annotated[Optional[str], typer.Option(help="Study name (default train-YYYYMMDD); an existing one resumes.")] = None,
-    timeframe_study: Annotated[Optional[str], typer.Option(help="Phase 2 study to use (default: the latest).")] = None,
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Judge data freshness as of this time.")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, max=1000, metavar="N", help="Hard cap on trials (default CAPPUCCINO_TRAIN_TRIALS, at most 1000).")] = None,
+    workers: Annotated[int, typer.Option(min=1, metavar="N", help="Worker processes on this machine.")] = 1,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default train-YYYYMMDD); an existing one resumes.")] = None,
+    timeframe_study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Phase 2 study to use (default: the latest).")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", metavar="TIME", help="Judge data freshness as of this time.")] = None,
     allow_stale: Annotated[bool, typer.Option("--allow-stale", help="Let stale (never broken) data pass.")] = False,
+    as_json: JsonFlag = False,
 ) -> None:
     """Run the training study on Phase 2's timeframe, then register the best trials as candidates."""
     if ctx.invoked_subcommand is not None:
@@ -173,6 +254,9 @@ def train_cmd(
     params = TrainParams(trials=trials, workers=workers, study=name, timeframe_study=timeframe_study,
                          as_of=_time(as_of), allow_stale=allow_stale)
     report = _with_progress(settings, name, trials or settings.train_trials, lambda: train(params=params))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
     _print_summary(report.summary)
     for c in report.candidates:
         console.print(f"candidate: {settings.model_name} v{c['version']} from trial {c['trial']} (trial score {c['trial_score']:.3f})")
@@ -180,11 +264,12 @@ def train_cmd(
 
 @train_app.command("status")
 def train_status(
-    study: Annotated[Optional[str], typer.Option(help="Study name (default: the most recent training study).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default: the most recent training study).")] = None,
+    top: Annotated[int, typer.Option(min=0, max=100, metavar="N", help="How many of the best trials to list.")] = 5,
+    as_json: JsonFlag = False,
 ) -> None:
-    """Trials by state, best value, cap, and whether (and why) the study stopped early."""
-    from cappuccino_core.search.runner import StudyError, StudyLocation, latest_study, require_spec
+    """Where the study stands (running, finished, stopped early or idle), its trials by state and its best trials."""
+    from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, require_spec, study_state, top_trials
     from cappuccino_core.study.status import study_status
     from cappuccino_core.study.storage import StudyNotFound
 
@@ -193,19 +278,104 @@ def train_status(
         name = study or latest_study(loc, "training")
         spec = require_spec(loc, name)
         status = study_status(loc.storage_url, name, heartbeat_interval=spec.heartbeat_seconds)
+        best = top_trials(loc, name, top)
     except (StudyNotFound, LookupError, StudyError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    doc = status.to_dict()
+    state = study_state(loc, name, running=status.trials_by_state.get("RUNNING", 0), stopped_early=status.stopped_early)
+    doc = {"state": state, **status.to_dict(), "top_trials": best}
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
+        _print_json(doc)
         return
-    table = Table(title=f"Study {name}")
-    table.add_column("field")
-    table.add_column("value")
-    for key, value in doc.items():
-        table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+    by_state = ", ".join(f"{v} {k.lower()}" for k, v in status.trials_by_state.items() if v) or "none"
+    console.print(_fields_table(f"Study {name}", {
+        "state": state + (f": {status.stop_reason}" if status.stopped_early and status.stop_reason else ""),
+        "trials": f"{status.total} of cap {status.cap} ({by_state})",
+        "best": "-" if status.best_value is None else f"{status.best_value:.3f} (trial {status.best_trial})",
+        "stale running": ", ".join(map(str, status.running_stale)) or "none",
+    }))
+    if best:
+        console.print(_trials_table(f"Best {len(best)} trials", best))
+
+
+@train_app.command("show")
+def train_show(
+    study: Annotated[Optional[str], typer.Option(metavar="NAME", help="Study name (default: the most recent training study).")] = None,
+    top: Annotated[int, typer.Option(min=1, max=1000, metavar="N", help="How many of the best trials to list.")] = 10,
+    trial: Annotated[Optional[int], typer.Option(min=0, metavar="N", help="Show this trial in full instead.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The best trials of a study (like `hyperopt-list`), or one trial in full (like `hyperopt-show`)."""
+    from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, top_trials, trial_detail
+    from cappuccino_core.study.storage import StudyNotFound
+
+    loc = StudyLocation.from_settings(_settings())
+    try:
+        name = study or latest_study(loc, "training")
+        doc = trial_detail(loc, name, trial) if trial is not None else {"study": name, "top_trials": top_trials(loc, name, top)}
+    except (StudyNotFound, LookupError, StudyError, KeyError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    if as_json:
+        _print_json(doc)
+    elif trial is None:
+        console.print(_trials_table(f"Study {name}: best {len(doc['top_trials'])} trials", doc["top_trials"])
+                      if doc["top_trials"] else f"study {name}: no complete trial yet")
+    else:
+        fields = {"state": doc["state"], "value": doc["value"], "started": _short_time(doc["started"]),
+                  "minutes": None if doc["seconds"] is None else round(doc["seconds"] / 60, 1),
+                  **doc["params"], **{f"attr {k}": _short_attr(v) for k, v in doc["attrs"].items()}}
+        console.print(_fields_table(f"Study {name}, trial {doc['trial']}", fields))
+
+
+def _short_attr(value: object) -> object:
+    """A recorded trial attribute for the table: long encoded blobs are only counted."""
+    return f"({len(value)} characters; --json shows it)" if isinstance(value, str) and len(value) > 60 else value
+
+
+models_app = typer.Typer(no_args_is_help=True, help="Registered models: versions, stages, arena records.")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    arena: Annotated[str, typer.Option(metavar="ID", help="Arena whose record is shown.")] = "main",
+    as_json: JsonFlag = False,
+) -> None:
+    """Every registered version: its study and trial, stage, aliases and arena record."""
+    from cappuccino_core.lifecycle.model_list import list_models
+
+    models = list_models(_settings(), arena_id=arena)
+    if as_json:
+        _print_json(models)
+        return
+    if not models:
+        console.print(f"no registered versions of {_settings().model_name} yet (`cappuccino train` registers them)")
+        return
+    table = _wide_table(f"{_settings().model_name} (vN: version N)", ("model", "study", "trial", "stage", "aliases", "arena"))
+    for m in models:
+        record = m["arena"]
+        arena_text = "-" if record is None else record["status"] + (
+            f" in match {record['decided_in_match']}" if record["decided_in_match"] is not None else "")
+        table.add_row(f"v{m['version']}", _cell(m["study"]), _cell(m["trial"]), _cell(m["stage"]),
+                      ",".join(m["aliases"]) or "-", arena_text)
     console.print(table)
+
+
+def _trials_table(title: str, trials: list[dict]) -> Table:
+    """Trials best first: number, value, minutes, the hyperparameters (cut to the terminal's width)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("trial", justify="right", no_wrap=True, min_width=5)
+    table.add_column("value", justify="right", no_wrap=True, min_width=7)
+    table.add_column("min", justify="right", no_wrap=True, min_width=5)
+    table.add_column("parameters (--json shows all)", no_wrap=True)
+    room = max(20, console.width - 33)  # what the other columns and the borders leave
+    for t in trials:
+        params = " ".join(f"{k}={_cell(v)}" for k, v in t["params"].items())
+        params = params if len(params) <= room else params[: room - 1] + "…"
+        minutes = "-" if t["seconds"] is None else f"{t['seconds'] / 60:.1f}"
+        table.add_row(str(t["trial"]), f"{t['value']:.3f}", minutes, params)
+    return table
 
 
 def _with_progress(settings: Settings, name: str, cap: int, run_flow):
@@ -214,7 +384,7 @@ def _with_progress(settings: Settings, name: str, cap: int, run_flow):
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from cappuccino_core.search.runner import StudyLocation
+    from cappuccino_core.search.location import StudyLocation
     from cappuccino_core.study.status import study_status
     from cappuccino_core.study.storage import StudyNotFound
 
@@ -247,7 +417,7 @@ def _with_progress(settings: Settings, name: str, cap: int, run_flow):
 
 def _run_flow_or_exit(run_flow):
     from cappuccino_core.data.errors import StaleDataError
-    from cappuccino_core.search.runner import StudyError
+    from cappuccino_core.search.location import StudyError
 
     try:
         return run_flow()
@@ -275,14 +445,18 @@ app.add_typer(arena_app, name="arena")
 
 @arena_app.command("run")
 def arena_run(
-    arena: Annotated[str, typer.Option(help="Arena id.")] = "main",
-    max_matches: Annotated[Optional[int], typer.Option("--max-matches", min=1, help="Stop after this many matches.")] = None,
+    arena: Annotated[str, typer.Option(metavar="ID", help="Arena id.")] = "main",
+    max_matches: Annotated[Optional[int], typer.Option("--max-matches", min=1, metavar="N", help="Stop after this many matches.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Admit new candidates from the registry, play every pending match, mirror into MLflow."""
     from flows.tournament import TournamentParams, tournament
 
     _settings()  # fail early, naming the bad setting
     report = _run_flow_or_exit(lambda: tournament(params=TournamentParams(arena=arena, max_matches=max_matches)))
+    if as_json:
+        _print_json(report.model_dump(mode="json"))
+        return
     repaired = f"; redid the MLflow mirror of {report.repaired_mirror} match(es)" if report.repaired_mirror else ""
     console.print(f"admitted {len(report.admitted)} candidate(s), played {len(report.played)} match(es){repaired}")
     _print_arena(report.status)
@@ -290,12 +464,12 @@ def arena_run(
 
 @arena_app.command("status")
 def arena_status_cmd(
-    arena: Annotated[str, typer.Option(help="Arena id.")] = "main",
-    last: Annotated[int, typer.Option(min=1, max=1000, help="How many recent matches to show.")] = 10,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    arena: Annotated[str, typer.Option(metavar="ID", help="Arena id.")] = "main",
+    last: Annotated[int, typer.Option(min=1, max=1000, metavar="N", help="How many recent matches to show.")] = 10,
+    as_json: JsonFlag = False,
 ) -> None:
     """The king and its streak, entrants waiting, eliminated and promoted counts, the last matches."""
-    from cappuccino_core.arena.service import arena_status
+    from cappuccino_core.arena.standing import arena_status
 
     try:
         doc = arena_status(_settings(), arena_id=arena, last=last)
@@ -333,7 +507,7 @@ app.add_typer(sandbox_app, name="sandbox")
 
 
 @sandbox_app.command("status")
-def sandbox_status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
     """Show each sandbox model: start, elapsed time, equity, return, alpha, Sharpe, drawdown, trades, errors."""
     from cappuccino_core.db import default_database_url, make_engine
     from cappuccino_core.trading.sandbox_report import sandbox_status
@@ -349,13 +523,11 @@ def sandbox_status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Pri
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{value:+.2%}"
 
-    table = Table(title="Sandbox")
-    for col in ("trader", "model", "state", "started", "elapsed", "equity", "return", "alpha", "Sharpe",
-                "max drawdown", "trades", "errors"):
-        table.add_column(col)
+    table = _wide_table("Sandbox (vN: model version N)",
+                        ("model", "state", "elapsed", "equity", "return", "alpha", "Sharpe", "max DD", "trades", "errors"))
     for r in status["runs"]:
         table.add_row(
-            r["trader_id"], r["model"], r["state"], r["started_at"], f"{r['elapsed_seconds'] / 3600:.1f} h",
+            _short_model(r["model"]), r["state"], f"{r['elapsed_seconds'] / 3600:.1f} h",
             "-" if r["equity"] is None else f"{r['equity']:,.2f}", pct(r["return"]), pct(r["alpha"]),
             "-" if r["sharpe"] is None else f"{r['sharpe']:.2f}",
             "-" if r["max_drawdown"] is None else f"{r['max_drawdown']:.2%}", str(r["trades"]),
@@ -371,7 +543,7 @@ def _who() -> str:
 
 
 @app.command("status")
-def status_cmd(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def status_cmd(as_json: JsonFlag = False) -> None:
     """One board of the whole pipeline: data, study, arena, sandbox, production, live and its capital, transitions, alerts."""
     from cappuccino_core.lifecycle.board import status_board
 
@@ -391,31 +563,50 @@ def _print_board(board: dict) -> None:
     for title, doc in (("data", board["data"]), ("training study", board["study"]["training"]),
                        ("timeframe search", board["study"]["timeframe"]), ("arena", board["arena"]),
                        ("production (paper)", board["production"]), ("live", board["live"])):
-        table = Table(title=title, show_header=False)
-        table.add_column("field")
-        table.add_column("value")
-        for key, value in doc.items():
-            table.add_row(key, json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
-        console.print(table)
-    runs = Table(title="sandbox")
-    for col in ("trader", "model", "stage", "state", "bars", "return", "alpha", "sharpe", "errors"):
+        console.print(_fields_table(title, _readable_section(doc)))
+    runs = Table(title="sandbox", title_justify="left")
+    for col in ("model", "stage", "state", "bars", "return", "alpha", "sharpe", "errors"):
         runs.add_column(col)
     for r in board["sandbox"]:
-        runs.add_row(r["trader_id"], r["model"], str(r["stage"]), r["state"], str(r["traded_bars"]),
+        runs.add_row(_short_model(r["model"]), str(r["stage"]), r["state"], str(r["traded_bars"]),
                      _num(r["return"]), _num(r["alpha"]), _num(r["sharpe"]), str(r["errors"]))
     console.print(runs if board["sandbox"] else "sandbox: no runs")
-    moves = Table(title="recent transitions")
-    for col in ("at", "model", "move", "who", "why"):
-        moves.add_column(col)
+    moves = Table(title="recent transitions", title_justify="left")
+    for col in ("at", "model", "move", "why (who)"):
+        moves.add_column(col, no_wrap=col != "why (who)")
     for t in board["transitions"]:
-        moves.add_row(t["at"], t["model_id"], f"{t['from'] or '(new)'} → {t['to']}", t["who"], t["why"])
+        moves.add_row(_short_time(t["at"]), _short_model(t["model_id"]), f"{t['from'] or '(new)'} → {t['to']}",
+                      f"{t['why']} ({t['who']})")
     console.print(moves if board["transitions"] else "no transitions yet")
-    alerts = Table(title="recent alerts")
+    alerts = Table(title="recent alerts", title_justify="left")
     for col in ("at", "level", "source", "message"):
-        alerts.add_column(col)
+        alerts.add_column(col, no_wrap=col != "message")
     for a in board["alerts"]:
-        alerts.add_row(a["at"], a["level"], a["source"], a["message"])
+        alerts.add_row(_short_time(a["at"]), a["level"], a["source"], a["message"])
     console.print(alerts if board["alerts"] else "no alerts")
+
+
+def _readable_section(doc: dict) -> dict:
+    """A board section for people: the green-light decision in words, times to the minute."""
+    out = dict(doc)
+    light = out.get("green_light")
+    if isinstance(light, dict):
+        verdict = "allowed" if light["allowed"] else "refused: " + "; ".join(light["failed"])
+        out["green_light"] = f"{verdict} ({_short_time(light['decided_at'])})"
+    for key in ("last_bar", "since"):
+        if isinstance(out.get(key), str):
+            out[key] = _short_time(out[key]) + " UTC"
+    return out
+
+
+def _short_model(ref: str) -> str:
+    """``models:/name/12`` as ``v12`` (the tables' titles say which registered model)."""
+    return "v" + ref.rsplit("/", 1)[1] if ref.startswith("models:/") else ref
+
+
+def _short_time(iso: str | None) -> str:
+    """An ISO time to the minute, without the zone (every time shown is UTC)."""
+    return "" if not iso else str(iso)[:16].replace("T", " ")
 
 
 def _num(value: float | None) -> str:
@@ -425,7 +616,8 @@ def _num(value: float | None) -> str:
 @app.command("kill")
 def kill_cmd(
     flatten: Annotated[bool, typer.Option("--flatten/--no-flatten", help="Close every position (default), or only cancel open orders.")] = True,
-    reason: Annotated[str, typer.Option(help="Why (recorded with the halt).")] = "cappuccino kill",
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the halt).")] = "cappuccino kill",
+    as_json: JsonFlag = False,
 ) -> None:
     """Halt every trader now, cancel open orders and close positions; stays halted until `cappuccino resume`."""
     from cappuccino_core.lifecycle.control import kill_trading
@@ -439,6 +631,9 @@ def kill_cmd(
         err_console.print(f"[red]error:[/red] {exc}")
         err_console.print(f"done: {exc.report.summary()}")
         raise typer.Exit(1) from None
+    if as_json:
+        _print_json(report.to_dict())
+        return
     console.print(f"[red bold]trading halted[/red bold]; {report.summary()}; `cappuccino resume` lifts the halt")
     for broker in report.brokers:
         console.print(f"{broker.broker}: {len(broker.canceled)} order(s) canceled, "
@@ -446,23 +641,30 @@ def kill_cmd(
 
 
 @app.command("resume")
-def resume_cmd(reason: Annotated[str, typer.Option(help="Why (recorded with the resume).")] = "cappuccino resume") -> None:
+def resume_cmd(
+    reason: Annotated[str, typer.Option(metavar="TEXT", help="Why (recorded with the resume).")] = "cappuccino resume",
+    as_json: JsonFlag = False,
+) -> None:
     """Lift the halt set by `cappuccino kill` (or by the monitor's emergency): traders step again from the next bar."""
     from cappuccino_core.lifecycle.control import resume_trading
     from cappuccino_core.lifecycle.site import LifecycleSite
 
     state = resume_trading(LifecycleSite.from_settings(_settings()), who=_who(), reason=reason)
+    if as_json:
+        _print_json({"halted": state.halted, "reason": state.reason, "who": state.who,
+                     "since": None if state.since is None else state.since.isoformat()})
+        return
     console.print("trading resumed" if not state.halted else "[red]still halted[/red]")
 
 
 @app.command("run")
 def run(
-    source: Annotated[Optional[DataSourceKind], typer.Option(help="Bar source (default: CAPPUCCINO_SOURCE).")] = None,
-    path: Annotated[Optional[Path], typer.Option(help="Directory of bar files (source=files).")] = None,
-    trials: Annotated[Optional[int], typer.Option(help="Hard cap on training trials (default CAPPUCCINO_TRAIN_TRIALS).")] = None,
-    timeframe_trials: Annotated[Optional[int], typer.Option(help="Timeframe-search trials (default CAPPUCCINO_TIMEFRAME_TRIALS).")] = None,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes per study (default 1; 2 with --demo).")] = None,
-    name: Annotated[Optional[str], typer.Option(help="Run name (default pipeline-YYYYMMDD); the same name resumes.")] = None,
+    source: Annotated[Optional[DataSourceKind], typer.Option(metavar="SOURCE", help="Bar source: synthetic, alpaca or files (default: CAPPUCCINO_SOURCE).")] = None,
+    path: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Directory of bar files (source=files).")] = None,
+    trials: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Hard cap on training trials (default CAPPUCCINO_TRAIN_TRIALS).")] = None,
+    timeframe_trials: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Timeframe-search trials (default CAPPUCCINO_TIMEFRAME_TRIALS).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Worker processes per study (default 1; 2 with --demo).")] = None,
+    name: Annotated[Optional[str], typer.Option(metavar="NAME", help="Run name (default pipeline-YYYYMMDD); the same name resumes.")] = None,
     demo: Annotated[bool, typer.Option("--demo", help="The small demo budget on the synthetic market (make run).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -482,6 +684,7 @@ def run(
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     install_scrub_filter(settings.secret_values(), [logging.getLogger("apprise")])
+    _refuse_unservable(settings)
     (err_console if as_json else console).print(f"pipeline on the {settings.source} market, home {Path(settings.home).resolve()}"
                   + (" (demo budget)" if demo else ""))
     try:
@@ -515,21 +718,22 @@ class _NoTracebackForExpected(logging.Filter):
         return True
 
 
-def _run_ingest(params: "IngestParams") -> None:
+def _run_ingest(params: "IngestParams", *, as_json: bool = False) -> None:
     from flows.ingest import IngestError, ingest
 
+    show = (lambda r: _print_json(r.model_dump(mode="json"))) if as_json else _print_ingest
     quiet = _NoTracebackForExpected()
     flow_log = logging.getLogger("prefect.flow_runs")
     flow_log.addFilter(quiet)
     try:
         report = ingest(params=params)
     except IngestError as exc:
+        show(exc.report)
         err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        _print_ingest(exc.report)
         raise typer.Exit(1) from None
     finally:
         flow_log.removeFilter(quiet)
-    _print_ingest(report)
+    show(report)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -550,9 +754,8 @@ def _print_status(status) -> None:
 
 
 def _print_status_dict(doc: dict) -> None:
-    table = Table(title="Data status")
-    for col in ("symbol", "interval", "first bar", "last bar", "rows", "missing", "gap runs", "longest gap", "dupes", "zero vol", "state"):
-        table.add_column(col)
+    table = _wide_table("Data status (miss: missing bars, max: longest gap)",
+                        ("symbol", "int", "first", "last bar (UTC)", "rows", "miss", "gaps", "max", "dup", "0 vol", "state"))
     stale = {(s["symbol"], s["interval"]) for s in doc["verdict"]["stale"]}
     broken = {(s["symbol"], s["interval"]) for s in doc["verdict"]["broken"]}
     short = lambda iso: "" if not iso else str(iso)[:16].replace("T", " ")  # noqa: E731
@@ -561,7 +764,7 @@ def _print_status_dict(doc: dict) -> None:
         state = "[red]broken[/red]" if key in broken else "[yellow]stale[/yellow]" if key in stale else "[green]fresh[/green]"
         longest = row.get("longest_gap") or {}
         table.add_row(
-            row["symbol"], row["interval"], short(row.get("first_bar")), short(row.get("last_bar")), str(row.get("rows")),
+            row["symbol"], row["interval"], short(row.get("first_bar"))[:10], short(row.get("last_bar")), str(row.get("rows")),
             str(row.get("missing_bars")), str(row.get("gap_runs")), str(longest.get("bars", 0) if longest else 0),
             str(row.get("duplicates")), str(row.get("zero_volume_bars")), state,
         )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the Prefect server with its UI and the MLflow UI together; Ctrl-C stops both.
 #   bash scripts/ui.sh      (what `make ui` runs)
-#   -> Prefect UI http://127.0.0.1:4200 (PREFECT_PORT), MLflow UI http://127.0.0.1:5000 (MLFLOW_PORT)
+#   -> Prefect UI http://127.0.0.1:4200 (PREFECT_PORT), MLflow UI http://127.0.0.1:5000 (MLFLOW_PORT);
+#      the Prefect UI's API URL follows PREFECT_PORT
 # The Prefect server keeps its database under PREFECT_HOME (~/.prefect) unless
 # PREFECT_SERVER_DATABASE_CONNECTION_URL names PostgreSQL; the MLflow UI is mlflow/ui.sh
 # (Cappuccino's store, or MLFLOW_TRACKING_URI when set). If either server stops, the other is stopped too.
@@ -9,6 +10,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PREFECT_SERVER_ANALYTICS_ENABLED=false MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 PREFECT_PORT="${PREFECT_PORT:-4200}"
+# `--port` alone moves the server, not the UI: the UI asks PREFECT_UI_API_URL, which defaults to
+# PREFECT_API_URL (a profile's 4200) or the default port. Point the UI, and clients started from
+# here, at this server.
+export PREFECT_SERVER_API_HOST=127.0.0.1 PREFECT_SERVER_API_PORT="$PREFECT_PORT"
+export PREFECT_API_URL="http://127.0.0.1:$PREFECT_PORT/api" PREFECT_UI_API_URL="http://127.0.0.1:$PREFECT_PORT/api"
+export PREFECT_UI_URL="http://127.0.0.1:$PREFECT_PORT"
 
 set -m  # each server in its own process group: stopping a group stops the server's own children too
 .venv/bin/prefect server start --host 127.0.0.1 --port "$PREFECT_PORT" &

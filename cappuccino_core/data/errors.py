@@ -23,7 +23,7 @@ class SourceError(RuntimeError):
 
 class SourceRefused(SourceError):
     """A refusal no retry can change: credentials rejected (HTTP 401/403), a request refused
-    (another 4xx), a missing directory or file. Never retried; reported in one line."""
+    (another 4xx), a missing directory, file, symbol or interval. Never retried; reported in one line."""
 
 
 class StaleDataError(RuntimeError):

@@ -7,12 +7,14 @@ these functions. Nothing here reads the wall clock: ``now`` is passed in.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import DataSourceKind, Settings
+from cappuccino_core.data.errors import SourceRefused
 from cappuccino_core.data.freshness import FreshnessPolicy, FreshnessVerdict, check_freshness
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.quality import QualityReport, assess_quality
@@ -89,6 +91,20 @@ def make_source(settings: Settings, *, kind: DataSourceKind | None = None, path:
         secret_key=settings.alpaca_secret_key.get_secret_value() if settings.alpaca_secret_key else None,
         url_override=settings.alpaca_data_url,
     )
+
+
+def check_source(source: BarSource, symbols: Sequence[str], interval: Interval) -> None:
+    """Refuse, before any fetch, a symbol or interval the source cannot serve.
+
+    Raises:
+        SourceRefused: names the first symbol the source has no bars of at ``interval``, and
+            what it has instead (a files source also refuses a missing directory).
+    """
+    for symbol in symbols:
+        served = source.intervals(symbol)
+        if interval not in served:
+            have = ", ".join(str(i) for i in served) or "none at any interval"
+            raise SourceRefused(f"the {source.name} source has no {symbol} bars at {interval} (it has {have})")
 
 
 def ingest_window(now: datetime, interval: Interval, history: timedelta) -> IngestWindow:

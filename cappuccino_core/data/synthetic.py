@@ -49,6 +49,11 @@ The model, per bar ``t`` of the base interval and asset ``i`` (per-bar vol
   + volume_noise * N(0, 1))``, divided by the close; ``trade_count`` is dollar volume over
   a fixed $2,000 average trade; ``vwap`` is the typical price ``(high + low + close) / 3``.
 
+* **Levels**: each asset's prices are scaled by one constant so that the close of the bar at
+  ``level_anchor`` (default 2026-06-01) is the asset's level (BTC 60,000, ETH 3,000, ... USD);
+  returns do not depend on it. Only the assets of the built-in table exist: any other symbol
+  is refused, never invented.
+
 ``fetch`` serves the base interval and any longer ``Interval`` that is a whole multiple of
 it, by resampling the base bars (``data.resample``: epoch-aligned buckets, incomplete ones
 dropped). The market starts at ``origin``: a window before it returns only the bars from
@@ -68,7 +73,7 @@ import numpy as np
 import polars as pl
 
 from cappuccino_core.data.bars import BAR_SCHEMA, TIMESTAMP_DTYPE
-from cappuccino_core.data.errors import SourceError
+from cappuccino_core.data.errors import SourceRefused
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.resample import resample_bars
 from cappuccino_core.data.symbols import base_asset, parse_symbol
@@ -79,17 +84,18 @@ DEFAULT_SYMBOLS: tuple[str, ...] = (
     "BTC/USD", "ETH/USD", "LTC/USD", "BCH/USD", "LINK/USD", "UNI/USD", "AAVE/USD",
 )
 
-# Per base asset: starting price (USD), annualised volatility, dollar volume per hour.
+# Per base asset: price at the level anchor (USD), annualised volatility, dollar volume per hour.
 _ASSET_TABLE: dict[str, tuple[float, float, float]] = {
-    "BTC": (30_000.0, 0.65, 40e6),
-    "ETH": (2_000.0, 0.80, 20e6),
-    "LTC": (90.0, 0.90, 1.5e6),
-    "BCH": (250.0, 0.90, 1.0e6),
+    "BTC": (60_000.0, 0.65, 40e6),
+    "ETH": (3_000.0, 0.80, 20e6),
+    "LTC": (80.0, 0.90, 1.5e6),
+    "BCH": (350.0, 0.90, 1.0e6),
     "LINK": (15.0, 1.00, 1.7e6),
-    "UNI": (7.0, 1.05, 0.8e6),
-    "AAVE": (100.0, 1.10, 0.8e6),
+    "UNI": (8.0, 1.05, 0.8e6),
+    "AAVE": (150.0, 1.10, 0.8e6),
 }
-_UNKNOWN_ASSET = (100.0, 0.90, 1.0e6)
+SYNTHETIC_ASSETS: tuple[str, ...] = tuple(_ASSET_TABLE)
+"""Base assets the synthetic market models; any other is refused (it would be invented)."""
 _AVERAGE_TRADE_USD = 2_000.0
 _BLOCK_BARS = 4096  # random streams are keyed per block of this many bars
 MAX_BARS = 20_000_000  # refuse to generate more (a window far in the future is a mistake)
@@ -133,7 +139,10 @@ class SyntheticMarketConfig:
         volume_noise: sd of the independent noise in log volume.
         open_jitter: sd of log(open / previous close), in the bar's conditional sds.
         annual_vols: per-symbol annualised volatility; None = built-in table by base asset.
-        price_levels: per-symbol price before bar 0; None = built-in table by base asset.
+        price_levels: per-symbol close at ``level_anchor``; None = built-in table by base asset.
+        level_anchor: the bar whose close is ``price_levels`` (the first bar opening at or after
+            it); None or a time before ``origin``: ``price_levels`` is the price before bar 0.
+            Only a constant factor per asset: returns do not depend on it.
     """
 
     seed: int = 0
@@ -157,6 +166,7 @@ class SyntheticMarketConfig:
     open_jitter: float = 0.05
     annual_vols: tuple[float, ...] | None = None
     price_levels: tuple[float, ...] | None = None
+    level_anchor: datetime | None = datetime(2026, 6, 1, tzinfo=UTC)
 
     def __post_init__(self) -> None:
         problems = _config_problems(self)
@@ -167,13 +177,20 @@ class SyntheticMarketConfig:
         """Return the annualised volatility of each symbol, ``[A]``."""
         if self.annual_vols is not None:
             return np.asarray(self.annual_vols, dtype=np.float64)
-        return np.array([_ASSET_TABLE.get(base_asset(s), _UNKNOWN_ASSET)[1] for s in self.symbols])
+        return np.array([_ASSET_TABLE[base_asset(s)][1] for s in self.symbols])
 
     def asset_levels(self) -> np.ndarray:
-        """Return each symbol's price before bar 0, ``[A]``."""
+        """Return each symbol's close at the level anchor, ``[A]``."""
         if self.price_levels is not None:
             return np.asarray(self.price_levels, dtype=np.float64)
-        return np.array([_ASSET_TABLE.get(base_asset(s), _UNKNOWN_ASSET)[0] for s in self.symbols])
+        return np.array([_ASSET_TABLE[base_asset(s)][0] for s in self.symbols])
+
+    def anchor_bar(self) -> int | None:
+        """Return the index of the bar whose close is the price level (``None``: levels are the price before bar 0)."""
+        if self.level_anchor is None or self.level_anchor <= self.origin:
+            return None
+        step_us = self.interval.seconds * 1_000_000
+        return -(-(_epoch_us(self.level_anchor) - _epoch_us(self.origin)) // step_us)
 
 
 def _config_problems(c: SyntheticMarketConfig) -> list[str]:
@@ -189,6 +206,8 @@ def _config_problems(c: SyntheticMarketConfig) -> list[str]:
             continue
         if canonical != s:
             problems.append(f"symbol {s!r} is not canonical (use {canonical!r})")
+        elif base_asset(s) not in _ASSET_TABLE:
+            problems.append(f"the synthetic market has no {base_asset(s)} ({s}); it models {', '.join(SYNTHETIC_ASSETS)}")
     if len(set(c.symbols)) != len(c.symbols):
         problems.append(f"duplicate symbols in {c.symbols}")
     if not isinstance(c.interval, Interval):
@@ -197,6 +216,10 @@ def _config_problems(c: SyntheticMarketConfig) -> list[str]:
         problems.append(f"origin {c.origin} is not UTC-aware")
     elif _epoch_us(c.origin) % (c.interval.seconds * 1_000_000) != 0:
         problems.append(f"origin {c.origin} is not on the {c.interval.value} grid")
+    elif c.level_anchor is not None and (c.level_anchor.tzinfo is None or c.level_anchor.utcoffset() != timedelta(0)):
+        problems.append(f"level_anchor {c.level_anchor} is not UTC-aware")
+    elif (c.anchor_bar() or 0) >= MAX_BARS:
+        problems.append(f"level_anchor {c.level_anchor} is more than {MAX_BARS} bars after origin")
     if not c.plant_strength >= 0.0:
         problems.append(f"plant_strength {c.plant_strength} < 0")
     if not 0.0 <= c.market_share <= 1.0:
@@ -256,7 +279,9 @@ def simulate_market(config: SyntheticMarketConfig, num_bars: int) -> SyntheticPa
     """
     if not 1 <= num_bars <= MAX_BARS:
         raise ValueError(f"num_bars {num_bars} outside [1, {MAX_BARS}]")
-    n, a = num_bars, len(config.symbols)
+    anchor = config.anchor_bar()
+    # Simulated through the anchor bar whatever is asked, so the level factor is the same for every length.
+    n, a = max(num_bars, 1 + (anchor or 0)), len(config.symbols)
     share = config.market_share
     bar_vol = config.asset_vols() / math.sqrt(config.interval.bars_per_year)  # s_i
 
@@ -277,15 +302,18 @@ def simulate_market(config: SyntheticMarketConfig, num_bars: int) -> SyntheticPa
     )
     log_ret = drift + eps - 0.5 * sigma**2
 
-    levels = config.asset_levels()
-    close = levels[None, :] * np.exp(np.cumsum(log_ret, axis=0))
+    # The level anchor: one constant factor per asset puts the anchor bar's close at the asset's
+    # level (returns are untouched; without an anchor the level is the price before bar 0).
+    growth = np.exp(np.cumsum(log_ret, axis=0))
+    levels = config.asset_levels() / (1.0 if anchor is None else growth[anchor])
+    close = levels[None, :] * growth
     # The first trade of a bar prints near, not exactly at, the previous close.
     gap = config.open_jitter * sigma * _normal(config.seed, 6, n, a)
     open_ = np.vstack([levels[None, :], close[:-1]]) * np.exp(gap)
     high, low = _bridge_extremes(config.seed, open_, close, log_ret - gap, sigma)
 
     hours = config.interval.seconds / 3600.0
-    dollar_per_bar = np.array([_ASSET_TABLE.get(base_asset(s), _UNKNOWN_ASSET)[2] for s in config.symbols]) * hours
+    dollar_per_bar = np.array([_ASSET_TABLE[base_asset(s)][2] for s in config.symbols]) * hours
     noise = _normal(config.seed, 5, n, a)
     log_activity = (
         config.volume_vol_elasticity * np.log(sigma / bar_vol[None, :])
@@ -293,17 +321,18 @@ def simulate_market(config: SyntheticMarketConfig, num_bars: int) -> SyntheticPa
         + config.volume_noise * noise
     )
     dollar_volume = dollar_per_bar[None, :] * np.exp(log_activity)
+    k = slice(0, num_bars)
     return SyntheticPath(
-        open=open_,
-        high=high,
-        low=low,
-        close=close,
-        volume=dollar_volume / close,
-        trade_count=np.maximum(1.0, np.round(dollar_volume / _AVERAGE_TRADE_USD)),
-        vwap=(high + low + close) / 3.0,
-        sigma=sigma,
-        market_regime=regime.astype(np.int8),
-        trend_state=trend.astype(np.int8),
+        open=open_[k],
+        high=high[k],
+        low=low[k],
+        close=close[k],
+        volume=(dollar_volume / close)[k],
+        trade_count=np.maximum(1.0, np.round(dollar_volume / _AVERAGE_TRADE_USD))[k],
+        vwap=((high + low + close) / 3.0)[k],
+        sigma=sigma[k],
+        market_regime=regime.astype(np.int8)[k],
+        trend_state=trend.astype(np.int8)[k],
     )
 
 
@@ -422,7 +451,7 @@ class SyntheticBarSource:
         """Return the complete bars of ``symbol`` at ``interval`` with open time in ``[start, end)``.
 
         Raises:
-            SourceError: ``symbol`` is not in this market or ``interval`` cannot be served.
+            SourceRefused: ``symbol`` is not in this market or ``interval`` cannot be served.
             ValueError: ``start`` or ``end`` is not UTC-aware.
         """
         column = self._column(symbol)
@@ -431,7 +460,7 @@ class SyntheticBarSource:
                 raise ValueError(f"synthetic fetch {symbol}: {label} {moment} is not UTC-aware")
         base = self.config.interval
         if interval.seconds < base.seconds or interval.seconds % base.seconds != 0:
-            raise SourceError(
+            raise SourceRefused(
                 f"synthetic market ({base.value} base): cannot serve {symbol} at {interval.value}, "
                 f"not a whole multiple of {base.value}"
             )
@@ -456,11 +485,11 @@ class SyntheticBarSource:
         return self._path
 
     def _column(self, symbol: str) -> int:
-        """Return the column of ``symbol``, or raise ``SourceError`` naming it."""
+        """Return the column of ``symbol``, or raise ``SourceRefused`` naming it."""
         try:
             return self.config.symbols.index(parse_symbol(symbol))
         except ValueError:
-            raise SourceError(
+            raise SourceRefused(
                 f"synthetic market has no symbol {symbol!r}; it has {', '.join(self.config.symbols)}"
             ) from None
 

@@ -8,12 +8,15 @@ the selection statistics) calls ``excess_sharpe`` on windows of the same length 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.evaluation.backtest import EvalReport
 from cappuccino_core.evaluation.metrics import excess_returns, sharpe
+
+if TYPE_CHECKING:  # the backtester (torch) is not needed to read scores and window lengths
+    from cappuccino_core.evaluation.backtest import EvalReport
 
 SCORE_WINDOW_HOURS = 168.0
 """Length of one scoring window (validation and arena alike): a week, whatever the bar interval."""

@@ -23,55 +23,30 @@ The orchestration glue (imported by the flows, not re-exported here):
 * ``control`` — ``kill`` and ``resume`` over every account.
 * ``board`` — the status board of the whole pipeline.
 
-Importing this package declares its tables on ``db.Base`` (so ``db.create_schema`` creates them).
+Importing this package declares its tables on ``db.Base`` (so ``db.create_schema`` creates them). The
+names below are imported on first use: the command line's views must not pay for MLflow or torch.
 """
 
-from cappuccino_core.lifecycle.alerts import Alert, AlertLevel, AlertOutcome, Alerts, Delivery, scrub
-from cappuccino_core.lifecycle.demotion import (
-    DemotionConfig,
-    DemotionResult,
-    NoLiveModel,
-    demote_live,
-    enforce_verdict,
-)
-from cappuccino_core.lifecycle.drift import DriftConfig, compare_with_backtest
-from cappuccino_core.lifecycle.green_light import (
-    GreenLightConfig,
-    GreenLightDecision,
-    RuleOutcome,
-    decide_green_light,
-)
-from cappuccino_core.lifecycle.kill_switch import (
-    BrokerKill,
-    HaltState,
-    KillIncomplete,
-    KillReport,
-    KillSwitch,
-    halt_check,
-    kill,
-)
-from cappuccino_core.lifecycle.mirror import (
-    MirrorReport,
-    mirror_gate_decision,
-    mirror_lifecycle,
-    model_id_for,
-    parse_model_id,
-)
-from cappuccino_core.lifecycle.monitor import MonitorConfig, evaluate_limits
-from cappuccino_core.lifecycle.ramp import RampConfig, RampState, ramp_state
-from cappuccino_core.lifecycle.stages import (
-    LEGAL_TRANSITIONS,
-    IllegalTransition,
-    LifecycleStateError,
-    Role,
-    RoleTaken,
-    Stage,
-    TransitionRefused,
-    check_transition,
-)
-from cappuccino_core.lifecycle.store import ConcurrentChange, LifecycleStore, ModelState, Transition
-from cappuccino_core.lifecycle.track_record import TrackRecord
-from cappuccino_core.lifecycle.verdict import Check, Level, MonitorVerdict
+from importlib import import_module
+from typing import Any
+
+from cappuccino_core.lifecycle import tables as _tables  # noqa: F401 - declares the tables
+
+_SOURCES: dict[str, str] = {
+    **dict.fromkeys(('Alert', 'AlertLevel', 'AlertOutcome', 'Alerts', 'Delivery', 'scrub',), "alerts"),
+    **dict.fromkeys(('DemotionConfig', 'DemotionResult', 'NoLiveModel', 'demote_live', 'enforce_verdict',), "demotion"),
+    **dict.fromkeys(('DriftConfig', 'compare_with_backtest',), "drift"),
+    **dict.fromkeys(('GreenLightConfig', 'GreenLightDecision', 'RuleOutcome', 'decide_green_light',), "green_light"),
+    **dict.fromkeys(('BrokerKill', 'HaltState', 'KillIncomplete', 'KillReport', 'KillSwitch', 'halt_check', 'kill',), "kill_switch"),
+    **dict.fromkeys(('MirrorReport', 'mirror_gate_decision', 'mirror_lifecycle', 'model_id_for', 'parse_model_id',), "mirror"),
+    **dict.fromkeys(('MonitorConfig', 'evaluate_limits',), "monitor"),
+    **dict.fromkeys(('RampConfig', 'RampState', 'ramp_state',), "ramp"),
+    **dict.fromkeys(('LEGAL_TRANSITIONS', 'IllegalTransition', 'LifecycleStateError', 'Role', 'RoleTaken', 'Stage', 'TransitionRefused', 'check_transition',), "stages"),
+    **dict.fromkeys(('ConcurrentChange', 'LifecycleStore', 'ModelState', 'Transition',), "store"),
+    **dict.fromkeys(('TrackRecord',), "track_record"),
+    **dict.fromkeys(('Check', 'Level', 'MonitorVerdict',), "verdict"),
+}
+"""Each public name and the submodule that defines it."""
 
 __all__ = [
     "LEGAL_TRANSITIONS", "Alert", "AlertLevel", "AlertOutcome", "Alerts", "BrokerKill", "Check", "ConcurrentChange",
@@ -83,3 +58,11 @@ __all__ = [
     "evaluate_limits", "halt_check",
     "kill", "mirror_gate_decision", "mirror_lifecycle", "model_id_for", "parse_model_id", "ramp_state", "scrub",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SOURCES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_SOURCES[name]}"), name)
+    globals()[name] = value
+    return value

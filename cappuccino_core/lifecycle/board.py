@@ -17,15 +17,15 @@ from cappuccino_core.config import Settings
 from cappuccino_core.data.ingest import data_status, freshness_policy
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.evaluation.metrics import alpha, max_drawdown, total_return
-from cappuccino_core.lifecycle.live import live_capital, production_record
-from cappuccino_core.lifecycle.production import live_record, production_trader_id
 from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
-from cappuccino_core.search.runner import StudyError, StudyLocation, latest_study
+from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, study_state
 from cappuccino_core.study.status import study_status
 from cappuccino_core.study.storage import StudyNotFound
-from cappuccino_core.trading.sandbox_report import sandbox_status
+
+# The traders' modules (torch, MLflow) are imported only by the sections that have a trader to
+# show: on a home without one, `cappuccino status` reads the database and nothing more.
 
 NOT_STARTED = "not started"
 
@@ -74,10 +74,11 @@ def study_section(settings: Settings) -> dict[str, Any]:
             out[kind] = {"status": NOT_STARTED, "message": str(exc)}
             continue
         finished = sum(v for k, v in status.trials_by_state.items() if k in ("COMPLETE", "PRUNED", "FAIL"))
-        out[kind] = {"status": "stopped early" if status.stopped_early else "running or done", "name": name,
+        running = status.trials_by_state.get("RUNNING", 0)
+        out[kind] = {"status": study_state(loc, name, running=running, stopped_early=status.stopped_early), "name": name,
                      "trials": status.total, "finished": finished, "cap": status.cap,
                      "progress": None if not status.cap else finished / status.cap,
-                     "running": status.trials_by_state.get("RUNNING", 0), "best_value": status.best_value,
+                     "running": running, "best_value": status.best_value,
                      "best_trial": status.best_trial, "stop_reason": status.stop_reason}
     return out
 
@@ -85,7 +86,7 @@ def study_section(settings: Settings) -> dict[str, Any]:
 def arena_section(settings: Settings) -> dict[str, Any]:
     """The arena's king and streak, or ``not started`` when there is no arena (or no arena module)."""
     try:
-        from cappuccino_core.arena.service import arena_status
+        from cappuccino_core.arena.standing import arena_status
     except ImportError as exc:
         return {"status": NOT_STARTED, "message": f"the arena is not available: {exc}"}
     try:
@@ -100,6 +101,8 @@ def sandbox_section(site: LifecycleSite) -> list[dict[str, Any]]:
     """Every sandbox run with its figures and its model's stage."""
     keys = ("trader_id", "model", "state", "started_at", "ends_at", "traded_bars", "equity", "return", "alpha",
             "sharpe", "max_drawdown", "trades", "errors")
+    from cappuccino_core.trading.sandbox_report import sandbox_status
+
     runs = sandbox_status(site.engine)["runs"]
     return [{**{k: r[k] for k in keys}, "stage": _stage(site, r["model"])} for r in runs]
 
@@ -109,6 +112,9 @@ def production_section(site: LifecycleSite) -> dict[str, Any]:
     model_id = site.store.holder(Role.PRODUCTION)
     if model_id is None:
         return {"model_id": None, "message": "no production model"}
+    from cappuccino_core.lifecycle.live import production_record
+    from cappuccino_core.lifecycle.production import production_trader_id
+
     decisions = site.store.gate_decisions(gate="green_light", model_id=model_id)
     last = decisions[-1] if decisions else None
     return {"model_id": model_id, "account": site.paper_mode, "trader_id": production_trader_id(model_id),
@@ -125,6 +131,9 @@ def live_section(site: LifecycleSite) -> dict[str, Any]:
     base = {"allowed": readiness.ready, "message": readiness.message}
     if model_id is None:
         return {"model_id": None, **base}
+    from cappuccino_core.lifecycle.live import live_capital
+    from cappuccino_core.lifecycle.production import live_record
+
     record, _ = live_record(site, model_id)
     return {"model_id": model_id, **base, "capital": live_capital(site), **_figures(record)}
 

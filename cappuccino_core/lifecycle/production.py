@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,9 +41,11 @@ from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.trading.bars_provider import MissingBarsError, bar_time_ns
-from cappuccino_core.trading.risk import RiskConfig
-from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
-from cappuccino_core.trading.trader import StepOutcome, Trader
+from cappuccino_core.trading.risk_config import RiskConfig
+
+if TYPE_CHECKING:  # the traders (torch) are imported by the steps: the status board only reads records
+    from cappuccino_core.trading.sim_broker import SimBroker
+    from cappuccino_core.trading.trader import StepOutcome, Trader
 
 
 def trader_id_for(prefix: str, model_id: str) -> str:
@@ -63,6 +65,8 @@ def live_trader_id(model_id: str) -> str:
 
 def production_trader(site: LifecycleSite, model_id: str) -> Trader:
     """Return the production model's trader on the paper account."""
+    from cappuccino_core.trading.trader import Trader
+
     model = site.load_model(model_id).with_risk(RiskConfig())
     model = replace(model, env_config=replace(model.env_config, initial_cash=site.settings.production_cash))
     trader_id = production_trader_id(model_id)
@@ -76,6 +80,8 @@ def step_production(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] |
     model_id = site.store.holder(Role.PRODUCTION)
     if model_id is None:
         return None
+    from cappuccino_core.trading.sim_broker import SimBroker
+
     trader = production_trader(site, model_id)
     if isinstance(trader.broker, SimBroker):
         feed_sim_bar(site, trader.broker, bar_time)
@@ -135,6 +141,8 @@ def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
     allocation: Allocation = allocate(site.engine, trader_id=trader_id, model_id=model_id, went_live=since,
                                       ramp=live_ramp(site, record), account=broker.account(),
                                       bar_time=bar_time, at=site.now())
+    from cappuccino_core.trading.trader import Trader
+
     model = site.load_model(model_id).with_risk(RiskConfig())
     trader = Trader(trader_id, model, ReservedBroker(broker, allocation.reserve), site.bars, site.journal,
                     halted=site.switch.is_halted,
@@ -150,6 +158,8 @@ def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime) -> 
     A bar the account has seen, or one not available for every symbol, is left out (the
     trader then records the missing bar; pending orders wait for the next one).
     """
+    from cappuccino_core.trading.sim_broker import SimAccountRow
+
     bar_time = ensure_utc(bar_time)
     with session_factory(site.engine)() as session:
         account = session.get(SimAccountRow, broker.account_id)

@@ -21,19 +21,21 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.evaluation.backtest import backtest
 from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.trading.bars_provider import bar_time_ns
 from cappuccino_core.trading.journal import JournalEntry, StepStatus
-from cappuccino_core.trading.model import TradingModel
-from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.trading.risk_config import RiskConfig
 from cappuccino_core.trading.sandbox_report import equity_curve
+
+if TYPE_CHECKING:  # records are read without models (torch); a replay imports the backtester
+    from cappuccino_core.trading.model import TradingModel
 
 
 def error_times(entries: Sequence[JournalEntry]) -> tuple[datetime, ...]:
@@ -113,6 +115,8 @@ def replay_returns(
         raise ValueError("replay marks must be strictly increasing")
     traded = model if risk is None else model.with_risk(risk)
     config = replace(traded.env_config, initial_cash=initial_cash, start_invested=False)  # an account starts in cash
+    from cappuccino_core.evaluation.backtest import backtest
+
     report = backtest(traded.policy, panel, traded.normalizer, config, start_row=int(rows[0]),
                       bars=int(rows[-1] - rows[0]))
     equity = report.equity[rows - rows[0]]

@@ -26,29 +26,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
+
 from sqlalchemy import Engine
 
 from cappuccino_core.clock import Clock, SystemClock
 from cappuccino_core.config import Settings
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.db import default_database_url, make_engine
-from cappuccino_core.env.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.alerts import AlertLevel, AlertOutcome, Alerts
 from cappuccino_core.lifecycle.kill_switch import KillSwitch
-from cappuccino_core.lifecycle.mirror import MirrorReport, mirror_lifecycle
 from cappuccino_core.lifecycle.store import LifecycleStore
-from cappuccino_core.registry.loader import ModelNotFoundError, load_policy
-from cappuccino_core.registry.models import parse_version_uri
-from cappuccino_core.tracking.store import client as mlflow_client
-from cappuccino_core.tracking.store import ensure_store, tracking_uri
-from cappuccino_core.trading.alpaca_broker import AlpacaBroker
+from cappuccino_core.tracking.store import tracking_uri
 from cappuccino_core.trading.bars_provider import BarProvider, StoreBarProvider
 from cappuccino_core.trading.broker import Broker
-from cappuccino_core.trading.journal import TradeJournal
-from cappuccino_core.trading.model import TradingModel
-from cappuccino_core.trading.sandbox import ModelLoader, Sandbox
-from cappuccino_core.trading.sim_broker import SimBroker
+
+# MLflow, torch (models, SimBroker, journals) and alpaca-py are imported where they are used:
+# the status board opens a site only to read the database.
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from cappuccino_core.env.accounting import ExecutionCosts
+    from cappuccino_core.lifecycle.mirror import MirrorReport
+    from cappuccino_core.trading.alpaca_broker import AlpacaBroker
+    from cappuccino_core.trading.journal import TradeJournal
+    from cappuccino_core.trading.model import TradingModel
+    from cappuccino_core.trading.sandbox import ModelLoader, Sandbox
 
 
 class LiveNotAllowed(RuntimeError):
@@ -90,6 +93,10 @@ def model_loader(tracking: str) -> ModelLoader:
     """
 
     def load(ref: str) -> TradingModel:
+        from cappuccino_core.registry.loader import ModelNotFoundError, load_policy
+        from cappuccino_core.registry.models import parse_version_uri
+        from cappuccino_core.trading.model import TradingModel
+
         try:
             parse_version_uri(ref)
         except ValueError:
@@ -150,10 +157,14 @@ class LifecycleSite:
     @cached_property
     def journal(self) -> TradeJournal:
         """Every trader's journal."""
+        from cappuccino_core.trading.journal import TradeJournal
+
         return TradeJournal(self.engine)
 
     def sandbox(self) -> Sandbox:
         """The sandbox on this site's bars, loader, clock and halt flag."""
+        from cappuccino_core.trading.sandbox import Sandbox
+
         return Sandbox(self.engine, self.bars, load_model=self.load_model, clock=self.clock,
                        halted=self.switch.is_halted, in_flight=self.switch.step_in_flight)
 
@@ -167,11 +178,16 @@ class LifecycleSite:
 
     def mirror(self) -> MirrorReport | None:
         """Make MLflow's stage tags and aliases match the database (``None`` when the site has no MLflow store)."""
+        from cappuccino_core.lifecycle.mirror import mirror_lifecycle
+
         client = self.mlflow()
         return None if client is None else mirror_lifecycle(self.store, client)
 
     def mlflow(self) -> MlflowClient | None:
         """A client of the site's MLflow store (created if needed), ``None`` without one."""
+        from cappuccino_core.tracking.store import client as mlflow_client
+        from cappuccino_core.tracking.store import ensure_store
+
         if self.tracking is None:
             return None
         ensure_store(self.tracking)
@@ -186,6 +202,9 @@ class LifecycleSite:
 
     def paper_broker(self, account_id: str, costs: ExecutionCosts) -> Broker:
         """The production model's account: Alpaca paper with keys, else SimBroker account ``account_id``."""
+        from cappuccino_core.trading.alpaca_broker import AlpacaBroker
+        from cappuccino_core.trading.sim_broker import SimBroker
+
         s = self.settings
         if s.has_alpaca_keys:
             assert s.alpaca_api_key is not None and s.alpaca_secret_key is not None
@@ -210,6 +229,8 @@ class LifecycleSite:
         Raises:
             LiveNotAllowed: no live keys.
         """
+        from cappuccino_core.trading.alpaca_broker import AlpacaBroker
+
         s = self.settings
         if s.live_api_key is None or s.live_secret_key is None:
             raise LiveNotAllowed("no live Alpaca keys (CAPPUCCINO_LIVE_API_KEY, CAPPUCCINO_LIVE_SECRET_KEY)")

@@ -140,6 +140,21 @@ def versions_of_study(client: MlflowClient, study: str, model_name: str = DEFAUL
     return sorted(found, key=lambda v: int(v.version))
 
 
+def all_versions(client: MlflowClient, model_name: str = DEFAULT_MODEL_NAME) -> list[ModelVersion]:
+    """Return every version of ``model_name``, in registration order (none when it is not registered)."""
+    if "'" in model_name:
+        raise ValueError(f"names with single quotes cannot be searched: {model_name!r}")
+    found: list[ModelVersion] = []
+    token = None
+    while True:
+        page = client.search_model_versions(f"name = '{model_name}'", max_results=1000, page_token=token)
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    return sorted(found, key=lambda v: int(v.version))
+
+
 def _source_of(client: MlflowClient, model_uri: str, run_id: str) -> tuple[str, str | None]:
     """The registry ``source`` for ``model_uri`` and its LoggedModel id (None for run artifacts)."""
     if model_uri.startswith("models:/"):

@@ -20,18 +20,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.agents.fit import FitResult, ValidationSet, fit_agent
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.evaluation.scoring import SCORE_WINDOW_HOURS, window_bars, window_excess_returns
 from cappuccino_core.evaluation.splits import Fold, RowRange, WindowMode
 from cappuccino_core.features.panel import MarketPanel
+
+if TYPE_CHECKING:  # training (torch) is imported by the functions that train: a stored spec reads without it
+    from cappuccino_core.agents.fit import FitResult, ValidationSet
 
 
 class UndefinedScoreError(ValueError):
@@ -139,6 +141,8 @@ def fold_validation(panel: MarketPanel, fold: Fold, lookback: int, protocol: Pro
     start = fold.validation.start - (lookback - 1)
     if start < fold.train.stop:
         raise ValueError(f"fold history rows start at {start}, inside the training rows (< {fold.train.stop})")
+    from cappuccino_core.agents.fit import ValidationSet
+
     return ValidationSet(panel.rows(start, fold.validation.stop), horizon=protocol.window_bars(panel.interval))
 
 
@@ -216,7 +220,7 @@ def validate_trial(
     progress: ProgressFn | None = None,
     study: str | None = None,
     trial: int | None = None,
-    fit: Callable[..., FitResult] = fit_agent,
+    fit: Callable[..., FitResult] | None = None,
     period_start: datetime | None = None,
 ) -> TrialValidation:
     """Train one agent per fold on ``panel`` (the search period) and score it out of sample.
@@ -225,6 +229,8 @@ def validate_trial(
         UndefinedScoreError: a fold's validation score is undefined.
         Whatever training raises (bad hyperparameters, non-finite losses, pruning).
     """
+    if fit is None:
+        from cappuccino_core.agents.fit import fit_agent as fit
     results: list[FoldResult] = []
     for k, fold in enumerate(plan_folds(panel, env_config.lookback, protocol, period_start=period_start)):
         if len(fold.train) < protocol.min_train_rows:

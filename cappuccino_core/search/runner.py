@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -26,6 +25,17 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.features.market import supported_intervals
+from cappuccino_core.search.location import (  # noqa: F401 - re-exported
+    CHOICE_ATTR,
+    SPEC_ATTR,
+    StudyError,
+    StudyLocation,
+    latest_study,
+    read_study,
+    require_spec,
+    stored_spec,
+    summary_path,
+)
 from cappuccino_core.search.market import PanelCache, plan_store_split, study_panel
 from cappuccino_core.search.objective import StudyObjective, StudyTracker
 from cappuccino_core.search.protocol import ProtocolConfig
@@ -34,35 +44,10 @@ from cappuccino_core.search.spec import EarlyStopConfig, PrunerConfig, StudyKind
 from cappuccino_core.search.summary import StudySummary, summarise
 from cappuccino_core.search.timeframe import TimeframeChoice, choose_timeframe
 from cappuccino_core.study.early_stop import DiminishingReturns
-from cappuccino_core.study.storage import default_storage_url, load_study, open_storage, prepare_study, sqlite_path
+from cappuccino_core.study.storage import load_study, open_storage, prepare_study
 from cappuccino_core.study.worker import ERROR_ATTR, WORKER_ATTR, WorkerReport, run_worker, worker_id
 from cappuccino_core.tracking.runs import end_run, get_or_create_experiment, get_or_create_parent_run, reopen_run, set_summary
-from cappuccino_core.tracking.store import client as mlflow_client, code_version, ensure_store, experiment_artifact_location, tracking_uri
-
-SPEC_ATTR = "spec"
-CHOICE_ATTR = "timeframe_choice"
-
-
-class StudyError(RuntimeError):
-    """A study cannot be prepared or run (the message says why)."""
-
-
-@dataclass(frozen=True)
-class StudyLocation:
-    """Where studies and their record live."""
-
-    storage_url: str
-    tracking_uri: str
-    home: Path
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> StudyLocation:
-        home = settings.home
-        return cls(settings.study_storage or default_storage_url(home), tracking_uri(home), home)
-
-    @property
-    def artifact_location(self) -> str | None:
-        return experiment_artifact_location(self.tracking_uri, self.home)
+from cappuccino_core.tracking.store import client as mlflow_client, code_version, ensure_store
 
 
 # --------------------------------------------------------------------------- specs
@@ -160,27 +145,6 @@ def timeframe_cells(spec: StudySpec) -> list[tuple[Interval, int]]:
     return [(i, lb) for i in sorted(spec.intervals, key=lambda i: i.seconds) for lb in sorted(spec.lookbacks)]
 
 
-def stored_spec(loc: StudyLocation, name: str) -> StudySpec | None:
-    path = sqlite_path(loc.storage_url)
-    if path is not None and not path.exists():
-        return None  # do not create an empty database just to look
-    try:
-        study = read_study(loc, name)
-    except KeyError:
-        return None
-    text = study.user_attrs.get(SPEC_ATTR)
-    if text is None:
-        raise StudyError(f"study {name!r} in {loc.storage_url} was not made by cappuccino (no spec)")
-    return StudySpec.from_json(text)
-
-
-def require_spec(loc: StudyLocation, name: str) -> StudySpec:
-    spec = stored_spec(loc, name)
-    if spec is None:
-        raise StudyError(f"no study named {name!r} in {loc.storage_url}")
-    return spec
-
-
 def open_tracker(spec: StudySpec, loc: StudyLocation) -> StudyTracker:
     """The study's experiment and parent run (created on first use, RUNNING); never changes the parent's status."""
     client = mlflow_client(loc.tracking_uri)
@@ -207,11 +171,6 @@ def study_description(spec: StudySpec) -> str:
             f"{spec.interval} x lookback {spec.lookback}, scored by walk-forward validation on {period}. The parent "
             f"run holds the summary (PBO, DSR); each child run is one trial; the best trials with validation "
             f"evidence of an edge are registered as candidates of model {spec.model_name}.")
-
-
-def read_study(loc: StudyLocation, name: str) -> optuna.Study:
-    """The study for reading and recording (no sampler, no worker slot)."""
-    return optuna.load_study(study_name=name, storage=loc.storage_url)
 
 
 def open_study(loc: StudyLocation, spec: StudySpec) -> optuna.Study:
@@ -359,9 +318,9 @@ def _summarise_into(loc: StudyLocation, spec: StudySpec, study: optuna.Study, tr
     if wall is not None:
         metrics["wall_seconds"] = wall
     set_summary(tracker.client, tracker.parent_run_id, metrics=metrics, tags=tags)
-    out = loc.home / "studies" / spec.name
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary.to_dict(), indent=2, default=str))
+    out = summary_path(loc, spec.name)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary.to_dict(), indent=2, default=str))
     return summary
 
 
@@ -386,17 +345,3 @@ def _wall_seconds(study: optuna.Study) -> float | None:
     if not trials:
         return None
     return (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
-
-
-
-
-def latest_study(loc: StudyLocation, kind: str, *, with_attr: str | None = None) -> str:
-    """The most recently started study of ``kind`` ("timeframe" or "training"), optionally holding ``with_attr``."""
-    path = sqlite_path(loc.storage_url)
-    if path is not None and not path.exists():
-        raise StudyError(f"no studies yet ({loc.storage_url} does not exist)")
-    found = [(s.datetime_start or datetime.min, s.study_name) for s in optuna.get_all_study_summaries(loc.storage_url)
-             if s.user_attrs.get("kind") == kind and (with_attr is None or with_attr in s.user_attrs)]
-    if not found:
-        raise StudyError(f"no {kind} study in {loc.storage_url}")
-    return max(found)[1]

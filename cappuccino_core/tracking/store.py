@@ -21,9 +21,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 import cappuccino_core
+
+if TYPE_CHECKING:  # MLflow is imported by the functions that talk to it: reading a path must stay cheap
+    from mlflow.tracking import MlflowClient
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +77,8 @@ def experiment_artifact_location(uri: str, home: Path) -> str | None:
 
 def client(uri: str) -> MlflowClient:
     """Return an ``MlflowClient`` whose tracking and registry stores are both ``uri``."""
+    from mlflow.tracking import MlflowClient
+
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 

@@ -27,7 +27,6 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore, NotStoredError
 from cappuccino_core.data.symbols import parse_symbol
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.features.panel_builder import build_panel
 from cappuccino_core.features.spec import FeatureSpec
 
 
@@ -118,6 +117,8 @@ class StoreBarProvider:
             empty = [s for s, b in bars.items() if b.height == 0]
             if empty:
                 raise MissingBarsError(f"no {self.interval.value} bars of {', '.join(empty)} up to {bar_time.isoformat()}")
+            from cappuccino_core.features.panel_builder import build_panel  # TA-Lib: only when a panel is built
+
             panel = build_panel(bars, interval=self.interval, spec=self.spec, max_gap_bars=self.max_gap_bars)
         except (NotStoredError, BarDataError) as exc:
             raise MissingBarsError(str(exc)) from exc

@@ -22,16 +22,17 @@ import logging
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from sqlalchemy import Double, Engine, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.db import Base, UTCDateTime, session_factory
-from cappuccino_core.trading.risk import RiskState
+
+if TYPE_CHECKING:  # torch is imported by the trader state's methods: reading a journal does not need it
+    from cappuccino_core.trading.risk_state import RiskState
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ class TraderState:
     @classmethod
     def initial(cls, num_assets: int) -> TraderState:
         """Return the state of a trader that has not decided yet."""
+        from cappuccino_core.trading.risk_state import RiskState
+
         return cls(risk=RiskState.initial(1, num_assets))
 
     def to_json(self) -> str:
@@ -153,6 +156,10 @@ class TraderState:
     @classmethod
     def from_json(cls, text: str, last_bar_time: datetime | None) -> TraderState:
         """Rebuild from ``to_json`` output."""
+        import torch
+
+        from cappuccino_core.trading.risk_state import RiskState
+
         payload = json.loads(text)
         num_assets = len(payload["risk"]["entry_price"][0])
         template = RiskState.initial(1, num_assets)

@@ -15,26 +15,31 @@ unless a run is started with others; they are stored with the run.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import Double, Engine, String, Text, select, update
-from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy import Engine, select, update
 
 from cappuccino_core.clock import Clock, SystemClock, ensure_utc
-from cappuccino_core.data.intervals import Interval
-from cappuccino_core.db import Base, UTCDateTime, session_factory
+from cappuccino_core.db import Base, session_factory
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns
 from cappuccino_core.trading.journal import TradeJournal
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.trading.sandbox_runs import (  # noqa: F401 - re-exported
+    SandboxRun,
+    SandboxRunRow,
+    load_run,
+    load_runs,
+    run_from_row,
+    sandbox_trader_id,
+)
 from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
 from cappuccino_core.trading.trader import StepOutcome, Trader
 
@@ -44,45 +49,6 @@ DEFAULT_PERIOD = timedelta(days=2)
 
 ModelLoader = Callable[[str], TradingModel]
 """Loads a model from the reference stored with a run (e.g. a checkpoint directory)."""
-
-
-class SandboxRunRow(Base):
-    """One model paper-trading one virtual account for a period."""
-
-    __tablename__ = "sandbox_run"
-
-    trader_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    model_ref: Mapped[str] = mapped_column(String(500))
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    initial_cash: Mapped[float] = mapped_column(Double)
-    interval: Mapped[str] = mapped_column(String(8))
-    risk: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-@dataclass(frozen=True)
-class SandboxRun:
-    """A sandbox run as stored (see ``SandboxRunRow``)."""
-
-    trader_id: str
-    model_ref: str
-    started_at: datetime
-    ends_at: datetime
-    ended_at: datetime | None
-    initial_cash: float
-    interval: Interval
-    risk: RiskConfig
-
-    def active_at(self, bar_time: datetime) -> bool:
-        """Return whether the run trades the bar that opened at ``bar_time``."""
-        return self.ended_at is None and self.started_at <= bar_time < self.ends_at
-
-
-def sandbox_trader_id(model_ref: str) -> str:
-    """Return a stable trader id for a model reference (at most 64 characters)."""
-    return "sbx-" + hashlib.sha256(model_ref.encode()).hexdigest()[:16]
 
 
 class Sandbox:
@@ -157,7 +123,7 @@ class Sandbox:
                 logger.info("sandbox %s: started %s until %s", trader_id, model_ref, row.ends_at.isoformat())
             elif row.model_ref != model_ref:
                 raise ValueError(f"sandbox {trader_id} already trades {row.model_ref!r}, not {model_ref!r}")
-            return _to_run(row)
+            return run_from_row(row)
 
     def runs(self) -> list[SandboxRun]:
         """Return every run, oldest first."""
@@ -250,28 +216,3 @@ class Sandbox:
         opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]))}
         closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]))}
         broker.on_bar(bar_time, opens, closes)
-
-
-def load_runs(sessions: sessionmaker[Session]) -> list[SandboxRun]:
-    """Return every stored run, oldest first."""
-    with sessions() as session:
-        rows = session.scalars(select(SandboxRunRow).order_by(SandboxRunRow.started_at, SandboxRunRow.trader_id))
-        return [_to_run(row) for row in rows]
-
-
-def load_run(sessions: sessionmaker[Session], trader_id: str) -> SandboxRun:
-    """Return one stored run.
-
-    Raises:
-        KeyError: there is no run with this id.
-    """
-    with sessions() as session:
-        row = session.get(SandboxRunRow, trader_id)
-        if row is None:
-            raise KeyError(f"no sandbox run {trader_id!r}")
-        return _to_run(row)
-
-
-def _to_run(row: SandboxRunRow) -> SandboxRun:
-    return SandboxRun(row.trader_id, row.model_ref, row.started_at, row.ends_at, row.ended_at, row.initial_cash,
-                      Interval(row.interval), RiskConfig.from_dict(json.loads(row.risk)))

@@ -56,6 +56,20 @@ def test_timeframe_search_then_training_registers_a_candidate(prefect_harness, s
     doc = json.loads(status.output)
     assert doc["name"] == "tr" and doc["cap"] == 2 and doc["total"] == 2
     assert doc["trials_by_state"]["RUNNING"] == 0
+    assert doc["state"] == "finished"
+    values = [t["value"] for t in doc["top_trials"]]
+    assert len(values) == doc["trials_by_state"]["COMPLETE"] and values == sorted(values, reverse=True)
+    shown_top = json.loads(cli.invoke(app, ["train", "show", "--study", "tr", "--top", "1", "--json"]).stdout)
+    assert [t["trial"] for t in shown_top["top_trials"]] == [doc["top_trials"][0]["trial"]]
+    one = json.loads(cli.invoke(app, ["train", "show", "--study", "tr", "--trial", "1", "--json"]).stdout)
+    assert one["trial"] == 1 and one["state"] in {"complete", "pruned", "fail"} and one["params"]
+    missing = cli.invoke(app, ["train", "show", "--study", "tr", "--trial", "7"])
+    assert missing.exit_code == 1 and "has no trial 7" in missing.output
+    models = json.loads(cli.invoke(app, ["models", "list", "--json"]).stdout)
+    assert [(m["version"], m["study"], m["stage"]) for m in models] == [(1, "tr", "candidate")] * len(trained.candidates)
+    table = cli.invoke(app, ["train", "status", "--study", "tr"], terminal_width=80)
+    assert table.exit_code == 0 and "finished" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
 
     # The command line resumes the same study: the cap is reached, nothing more runs.
     again = cli.invoke(app, ["search", "timeframe", "--study", "tf", "--as-of", study_env.isoformat()])
