@@ -19,7 +19,8 @@ Locks: PostgreSQL uses ``pg_advisory_xact_lock(namespace, study_id)`` on a dedic
 connection whose transaction ends only after the new trial is committed (a crashed process
 drops its connection and with it the lock). SQLite uses ``fcntl.flock`` on a file next to
 the database (``<db>.trial-cap.lock``), which serialises processes on one machine and threads
-within one process alike. The lock only protects against writers that use this class: every
+within one process alike; on SQLite the same lock also covers the claim of a queued trial
+(WAITING -> RUNNING), which Optuna's unlocked read would otherwise let two workers make. The lock only protects against writers that use this class: every
 worker of a capped study must open its storage with ``open_storage``.
 """
 
@@ -27,14 +28,14 @@ from __future__ import annotations
 
 import fcntl
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages._rdb import models
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
@@ -99,6 +100,19 @@ class CappedRDBStorage(optuna.storages.RDBStorage):
                 name = self.get_study_name_from_id(study_id)
                 raise TrialCapReached(f"study {name!r} holds {count} trials, its cap is {cap}: no new trial may start")
             return super()._create_new_trial(study_id, template_trial)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState, values: Sequence[float] | None = None) -> bool:
+        """Optuna's state change; on SQLite the claim of a WAITING trial (-> RUNNING) is made under the lock.
+
+        Optuna claims a queued trial by reading it and writing RUNNING if it was WAITING. On
+        PostgreSQL the read locks the row (``SELECT ... FOR UPDATE``); pysqlite runs the read
+        outside a transaction, so two processes could both see WAITING and both run the trial.
+        The file lock makes the read and the write one step for every worker of this storage.
+        """
+        if state == TrialState.RUNNING and self.engine.dialect.name == "sqlite":
+            with self._sqlite_file_lock():
+                return super().set_trial_state_values(trial_id, state, values)
+        return super().set_trial_state_values(trial_id, state, values)
 
     @contextmanager
     def study_lock(self, study_id: int) -> Iterator[None]:
