@@ -355,14 +355,23 @@ def demo_seed_figures(runs: list[dict]) -> dict:
     return {
         "demo_runs": len(runs), "demo_failed_runs": len(runs) - len(done),
         "demo_promotion_rate": f"{len(promoted)}/{len(runs)}",
-        "demo_king_holdout_excess_sharpe": {str(r["seed"]): r["king_holdout_excess_sharpe"] for r in done},
-        "demo_king_holdout_ci_low": {str(r["seed"]): r["king_holdout_ci_low"] for r in done},
+        "demo_promoted_per_seed": {str(r["seed"]): r["promoted"] for r in done},
+        "demo_king_holdout_excess_sharpe": {str(r["seed"]): _round(r["king_holdout_excess_sharpe"], 2) for r in done},
+        "demo_king_holdout_ci_low": {str(r["seed"]): _significant(r["king_holdout_ci_low"]) for r in done},
         "selection_spearman": round(float(np.mean(spearmans)), 3) if spearmans else None,
-        "selection_spearman_per_seed": {str(r["seed"]): r["selection_spearman"] for r in done},
+        "selection_spearman_per_seed": {str(r["seed"]): _round(r["selection_spearman"], 3) for r in done},
         "min_ppo_updates": min((r["min_ppo_updates"] for r in done), default=None),
         "demo_timeframes": {str(r["seed"]): r["timeframe"] for r in done},
         "demo_seconds_per_run": {str(r["seed"]): r["seconds"] for r in runs},
     }
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _significant(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.3g}")
 
 
 def bench_noedge() -> dict:
