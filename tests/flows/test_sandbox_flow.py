@@ -69,7 +69,7 @@ def market(cappuccino_env, monkeypatch, tmp_path):
     uri = tracking_uri(settings.home)
     ensure_store(uri)
     c = client(uri)
-    experiment = get_or_create_experiment(c, "sandbox-test", artifact_root(settings.home))
+    experiment = get_or_create_experiment(c, "sandbox-test", artifact_root(settings.home), description="sandbox test")
     parent = get_or_create_parent_run(c, experiment, study="sandbox-test", phase="training", tags={})
     run_id = start_trial_run(c, experiment, parent, trial_number=0, tags={}, params={})
     log_artifact_dir(c, run_id, checkpoint, "checkpoints/fold_0")

@@ -55,7 +55,7 @@ def registered(tmp_path, store_template, monkeypatch):
     )
     save_fit(fit, tmp_path / "checkpoint")
     c = client(uri)
-    experiment = get_or_create_experiment(c, "study-a", artifact_root(home))
+    experiment = get_or_create_experiment(c, "study-a", artifact_root(home), description="study a")
     parent = get_or_create_parent_run(c, experiment, study="study-a", phase="trials", tags={})
     run_id = start_trial_run(c, experiment, parent, trial_number=3, tags={}, params={})
     log_artifact_dir(c, run_id, tmp_path / "checkpoint", "checkpoints/fold_0")
