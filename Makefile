@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Test processes: the suite waits on subprocesses and servers as much as it computes, so two
+# workers keep both cores busy; each worker runs its tests serially with its own Prefect harness.
+TEST_WORKERS ?= 2
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := true
@@ -27,7 +30,7 @@ run: install
 	$(VENV)/bin/cappuccino run --demo
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: install
 	$(PY) -m benchmarks.run
