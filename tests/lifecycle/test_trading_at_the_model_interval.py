@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 
@@ -24,16 +25,28 @@ from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticBarSource, SyntheticMarketConfig
 from cappuccino_core.features.market import panel_from_store
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.lifecycle.production import NO_NEW_BAR, production_trader_id, step_production
+from cappuccino_core.lifecycle.live import Approval, go_live
+from cappuccino_core.lifecycle.live_account import allocations
+from cappuccino_core.lifecycle.production import (
+    NO_NEW_BAR,
+    live_trader_id,
+    production_trader_id,
+    step_live,
+    step_production,
+)
 from cappuccino_core.lifecycle.replay import plan_replay, replay_lifecycle
 from cappuccino_core.lifecycle.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Stage
-from cappuccino_core.trading.bars_provider import StoreBarProvider, closed_bar
+from cappuccino_core.trading.bars_provider import StoreBarProvider, bar_time_ns, closed_bar
 from cappuccino_core.trading.journal import StepStatus
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.parity import replay_parity
 from cappuccino_core.trading.sandbox import Sandbox, sandbox_trader_id
+from tests.fakes.alpaca_server import FakeAlpacaServer
+from tests.lifecycle.lifecycle_scenarios import grant_live
 from tests.trading.trading_scenarios import PhasePolicy, model_for
+
+LIVE_KEY, LIVE_SECRET = "AKLIVEKEY00000004", "live-s3cr3t-4h"
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD")
 ORIGIN = datetime(2026, 3, 1, tzinfo=UTC)
@@ -147,3 +160,31 @@ def test_the_replay_steps_a_4h_model_on_the_1h_clock_by_the_same_rule(
     assert parity.within_tolerance, parity.to_dict()
     production = [e.bar_time for e in plan.site.journal.entries(production_trader_id(MODEL))]
     assert all(int(t.timestamp()) % Interval.H4.seconds == 0 for t in production)  # 4h bars only, if promoted
+
+
+def test_the_live_trader_steps_a_4h_model_by_the_same_rule_and_allocates_only_when_it_trades(
+        engine: Engine, store: BarStore, tmp_path: Path, fake_alpaca: FakeAlpacaServer) -> None:
+    fake_alpaca.require_auth(LIVE_KEY, LIVE_SECRET)
+    fake_alpaca.trading.configure(cash=100_000.0, fill_mode="immediate")
+    model = four_hour_model(store)
+    settings = load_settings(home=tmp_path / "home", symbols=SYMBOLS, live_enabled=True, live_api_key=LIVE_KEY,
+                             live_secret_key=LIVE_SECRET, alpaca_live_url=fake_alpaca.url, live_capital=10_000.0)
+    site = LifecycleSite(settings, engine, StoreBarProvider(store, SYMBOLS, Interval.H1),
+                         {MODEL: model}.__getitem__, FixedClock(START))
+    site.store.move(MODEL, Stage.SANDBOX, who="test", why="setup", at=START - HOUR)
+    site.store.move(MODEL, Stage.PRODUCTION, who="test", why="setup", at=START - HOUR)
+    go_live(site, MODEL, *grant_live(site, MODEL, START, Approval(True, "test", "owner")), at=START)
+    closes = panel_at(store, Interval.H1)
+
+    steps = []
+    for clock_bar in hours(START, 12):
+        row = int(np.searchsorted(closes.timestamps, bar_time_ns(clock_bar)))
+        fake_alpaca.trading.configure(prices=dict(zip(SYMBOLS, closes.close[row].tolist())))
+        steps.append(step_live(site, clock_bar))
+
+    assert [s["status"] for s in steps] == (["no_new_bar"] * 3 + ["traded"]) * 3
+    assert [s["bar_time"] for s in steps if s["status"] == "traded"] == \
+        [(START + k * H4).isoformat() for k in range(3)]
+    assert all("allocation" not in s for s in steps if s["status"] == "no_new_bar")
+    assert [a.effective_bar for a in allocations(engine, live_trader_id(MODEL), START)][:1] == [START]
+    assert [e.bar_time for e in site.journal.entries(live_trader_id(MODEL))] == [START + k * H4 for k in range(3)]
