@@ -134,6 +134,8 @@ def test_under_the_hourly_flows_a_4h_model_acts_only_on_the_hour_that_closes_a_4
     assert list(stepped) == [first + 3 * HOUR, first + 7 * HOUR]  # the hours that close a 4h bar
     assert all(r.failed == {} for r in reports.values())
     assert {s["status"] for steps in stepped.values() for s in steps} == {"traded"}
+    assert [s["bar_time"] for steps in stepped.values() for s in steps] == \
+        [first.isoformat(), (first + 4 * HOUR).isoformat()]
     entries = box.journal.entries(run.trader_id)
     assert [e.bar_time for e in entries] == [first, first + 4 * HOUR]  # each on the 4h bar that just closed
     waiting = [r.getMessage() for r in caplog.records if "have no new closed bar of their interval" in r.getMessage()]
