@@ -275,12 +275,16 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning validation errors into one ``SettingsError`` naming each field.
 
+    The market settings then follow the home's market record, if it has one
+    (``cappuccino_core.data.market_record.settle_market``).
+
     Raises:
         SettingsError: some setting is invalid; the message names the field, its environment
-            variable and the problem (never the value of a secret).
+            variable and the problem (never the value of a secret). ``MarketMismatch`` (a
+            ``SettingsError``): an explicit setting asks for another market than the home's.
     """
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -288,6 +292,9 @@ def load_settings(**overrides: Any) -> Settings:
             var = "CAPPUCCINO_" + field.upper() if field in Settings.model_fields else field
             problems.append(f"{field} ({var}): {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    from cappuccino_core.data.market_record import settle_market  # it reads Settings: imported late
+
+    return settle_market(settings)
 
 
 # Research knobs a single flow run may set (the pipeline's budget, a demo market); never secrets,

@@ -10,10 +10,10 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import DataSourceKind, RunOverrides, load_settings
-from cappuccino_core.data.errors import BarDataError, SourceError
+from cappuccino_core.data.errors import BarDataError, SourceError, failures_line
 from cappuccino_core.data.ingest import IngestWindow, freshness_policy, ingest_window, make_source
 from cappuccino_core.data.store import BarStore
-from tasks.data import assess_data, fetch_and_store
+from tasks.data import assess_data, fetch_and_store, remember_market
 
 
 # Failures whose message says all there is: a source that refused or could not deliver, bad bars, I/O.
@@ -81,12 +81,15 @@ class IngestError(RuntimeError):
         self.report = report
         failed = [s for s in report.symbols if s.error]
         self.expected = all(s.known for s in failed)
-        super().__init__("ingest failed for " + "; ".join(f"{s.symbol}: {s.error}" for s in failed))
+        super().__init__("ingest failed for " + failures_line({s.symbol: s.error or "" for s in failed}))
 
 
 @flow(name="ingest")
 def ingest(params: IngestParams = IngestParams()) -> IngestReport:
     """Fetch, validate and store bars for every symbol, then judge quality and freshness.
+
+    The first ingest that stores bars in a home records its market there
+    (``data.market_record``); later runs on the home follow that record.
 
     Raises:
         IngestError: a symbol failed (after retries for I/O; a refusal is not retried); the
@@ -115,6 +118,8 @@ def ingest(params: IngestParams = IngestParams()) -> IngestReport:
             error = state.result(raise_on_failure=False)
             outcomes.append(SymbolIngest(symbol=symbol, interval=str(interval), error=str(error),
                                          known=isinstance(error, KNOWN_FAILURES)))
+    if any(s.error is None for s in outcomes):
+        remember_market(settings, window.start, now)  # bars are stored: the home is this market's from now on
     if any(s.error for s in outcomes):
         # The fetch's cause comes first: judging a store the fetch could not fill would only
         # say that it is empty or stale.

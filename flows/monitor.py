@@ -5,6 +5,8 @@
   account (Alpaca paper with keys, else its SimBroker account) and the live model, while live
   trading is allowed, trades its ramp capital on the live account. Both steps are
   idempotent; each is retried on I/O failures only. A failed step does not stop the other.
+  Each model trades bars of its own interval: a 4h model acts on the base bar that closes a
+  4h bar and reports ``no_new_bar`` on the others (one log line).
 * ``monitor`` (each bar, after the traders): live limits and drift against the backtest, with
   automatic demotion at critical and the kill switch at emergency; the production model's
   paper drift raises alerts (``cappuccino_core.lifecycle.live_monitor``).
@@ -15,11 +17,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
+from cappuccino_core.data.errors import failures_line
+from cappuccino_core.lifecycle.production import NO_NEW_BAR
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
 from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
@@ -48,7 +52,7 @@ class TradingStepError(RuntimeError):
 
     def __init__(self, report: TradingReport) -> None:
         self.report = report
-        super().__init__("trading step failed for " + "; ".join(f"{k}: {v}" for k, v in report.failed.items()))
+        super().__init__("trading step failed for " + failures_line(report.failed))
 
 
 @flow(name="production-trading")
@@ -71,6 +75,10 @@ def production_trading(params: TradingParams = TradingParams()) -> TradingReport
         state = step(site, bar_time, return_state=True)
         if state.is_completed():
             results[role] = state.result()
+            if results[role] is None:
+                get_run_logger().info("no %s model: nothing to trade on bar %s", role, bar_time.isoformat())
+            elif results[role].get("status") == NO_NEW_BAR:
+                get_run_logger().info(results[role]["message"])
         else:
             results[role] = None
             failed[role] = str(state.result(raise_on_failure=False))

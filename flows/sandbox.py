@@ -1,4 +1,7 @@
-"""The ``sandbox`` flow: step every active sandbox run once on the latest closed bar.
+"""The ``sandbox`` flow: step every active sandbox run once on the latest closed bar of its interval.
+
+The flow runs at the base interval; a run whose model trades a longer interval (4h) steps only
+on the base bar that closes one of its bars, on that bar (``Sandbox.due``), and waits otherwise.
 
 Scheduled at the bar interval. It first refreshes the last few bars in the local store (the
 daily ``ingest`` does the full window and the quality check): one fetch task per symbol,
@@ -12,11 +15,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import flow, unmapped
+from prefect import flow, get_run_logger, unmapped
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import Settings, load_settings
+from cappuccino_core.data.errors import failures_line
 from cappuccino_core.trading.clock import WallBarClock
 from cappuccino_core.trading.sandbox import Sandbox
 from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
@@ -46,7 +50,7 @@ class SandboxStepError(RuntimeError):
 
     def __init__(self, report: SandboxStepReport) -> None:
         self.report = report
-        super().__init__("sandbox step failed for " + "; ".join(f"{k}: {v}" for k, v in report.failed.items()))
+        super().__init__("sandbox step failed for " + failures_line(report.failed))
 
 
 def open_sandbox(settings: Settings) -> Sandbox:
@@ -70,8 +74,18 @@ def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
                if params.refresh_bars else None)
     box = open_sandbox(settings)
     ended = box.end_due(bar_time)
-    ids = [run.trader_id for run in box.active(bar_time)]
-    futures = step_sandbox_trader.map(unmapped(box), ids, unmapped(bar_time))
+    active = box.active(bar_time)
+    due = box.due(bar_time)  # each run on the bar of its own interval that closed with this one
+    if not active:
+        get_run_logger().info("no sandbox model trades bar %s: nothing to step", bar_time.isoformat())
+    elif len(due) < len(active):
+        stepped = {run.trader_id for run, _ in due}
+        waiting = sorted({run.interval.value for run in active if run.trader_id not in stepped})
+        get_run_logger().info("%d of %d sandbox models have no new closed bar of their interval (%s) at %s",
+                              len(active) - len(due), len(active), ", ".join(waiting),
+                              (bar_time + settings.base_interval.timedelta).isoformat())
+    ids = [run.trader_id for run, _ in due]
+    futures = step_sandbox_trader.map(unmapped(box), ids, [bar for _, bar in due])
     steps, failed = [], {}
     for trader_id, future in zip(ids, futures):
         future.wait()

@@ -21,11 +21,12 @@ def is_transient(error: BaseException) -> bool:
 @task(retries=3, retry_delay_seconds=[5, 15, 60], retry_condition_fn=retry_on(*TRANSIENT_ERRORS), cache_policy=NONE,
       task_run_name="sandbox-step-{trader_id}")
 def step_sandbox_trader(sandbox: Sandbox, trader_id: str, bar_time: datetime) -> dict[str, Any]:
-    """Step one sandbox run on ``bar_time`` (idempotent: a retried or repeated step changes nothing twice)."""
+    """Step one sandbox run on ``bar_time``, a bar of its interval (idempotent: a repeated step changes nothing twice)."""
     outcome = sandbox.step(trader_id, bar_time)
     entry = outcome.entry
     return {
         "trader_id": trader_id,
+        "bar_time": outcome.bar_time.isoformat(),
         "status": str(outcome.status),
         "orders": 0 if entry is None else len(entry.orders),
         "risk_events": 0 if entry is None else len(entry.risk_events),

@@ -28,3 +28,19 @@ class SourceRefused(SourceError):
 
 class StaleDataError(RuntimeError):
     """The freshness gate refused: some symbol is stale or broken. The message lists which."""
+
+
+def failures_line(failures: dict[str, str], *, shown: int = 3, width: int = 300) -> str:
+    """Join per-item failures into one bounded line: the first ``shown``, each cut at ``width`` characters.
+
+    Seven symbols refused for the same reason say it once each at most three times, then
+    ``and N more``: the full list stays in the run's report.
+    """
+    items = [f"{name}: {_cut(str(error), width)}" for name, error in failures.items()]
+    more = len(items) - shown
+    return "; ".join(items[:shown]) + (f"; and {more} more" if more > 0 else "")
+
+
+def _cut(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -455,16 +455,21 @@ def _refuse_conflicts(existing: pl.DataFrame, incoming: pl.DataFrame, where: str
     if not len(conflicts):
         return
     first = conflicts.row(0, named=True)
-    details = ", ".join(
-        f"{c} stored {first[c]!r} incoming {first[c + '_incoming']!r}"
-        for c in shared
-        if first[c] != first[c + "_incoming"]
-    )
+    # The first differing field's values, the others by name: a changed market differs in every
+    # column of every bar, and a message of all of them would be kilobytes of floats.
+    fields = [c for c in shared if first[c] != first[c + "_incoming"]] or shared[:1]
+    also = f"; also {', '.join(fields[1:])}" if len(fields) > 1 else ""
     raise BarDataError(
         where,
-        f"bar {first['timestamp'].isoformat()} differs from the stored bar ({details}); "
+        f"bar {first['timestamp'].isoformat()} differs from the stored bar ({fields[0]} stored "
+        f"{_short(first[fields[0]])}, incoming {_short(first[fields[0] + '_incoming'])}{also}); "
         f"{len(conflicts)} conflicting bars in all; nothing was written",
     )
+
+
+def _short(value: object) -> str:
+    """A stored value in a message: floats to 6 significant digits."""
+    return f"{value:.6g}" if isinstance(value, float) else repr(value)
 
 
 def _merge(existing: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:

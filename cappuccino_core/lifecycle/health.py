@@ -4,7 +4,8 @@ Watched traders: every active sandbox run, the production trader, and the live t
 while live trading is allowed. For each:
 
 * ``missed_bar`` (critical) — it has not processed the bar it should have by now: the latest
-  closed bar less ``grace_bars`` (default 1: the trading flows run once the bar is ingested).
+  closed bar less ``grace_bars`` (default 1: the trading flows run once the bar is ingested),
+  or for a model of a longer interval (4h) the latest bar of its interval closed by then.
   A trader that started after that bar is not expected to have it.
 * ``catastrophic_loss`` (emergency) — its return since it started (for the live trader:
   since it went live, capital steps removed) is a loss of at least ``catastrophic_loss``
@@ -27,11 +28,12 @@ from typing import Any
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.ingest import data_status, freshness_policy
+from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.evaluation.metrics import total_return
 from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.notify import alert_once
-from cappuccino_core.lifecycle.production import live_record, live_trader_id, production_trader_id
+from cappuccino_core.lifecycle.production import live_record, live_trader_id, model_interval, production_trader_id
 from cappuccino_core.lifecycle.records import journal_record
 from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role, Stage
@@ -50,6 +52,7 @@ class Watched:
     role: str  # sandbox, production or live
     model_id: str
     since: datetime
+    interval: Interval  # the model's bars
 
 
 @dataclass(frozen=True)
@@ -68,15 +71,17 @@ class Finding:
 
 def watched_traders(site: LifecycleSite, bar_time: datetime) -> list[Watched]:
     """Return the traders that should trade ``bar_time``: active sandbox runs, production, live (if allowed)."""
-    watched = [Watched(run.trader_id, "sandbox", run.model_ref, run.started_at)
+    watched = [Watched(run.trader_id, "sandbox", run.model_ref, run.started_at, run.interval)
                for run in site.sandbox().active(bar_time)]
     production = site.store.holder(Role.PRODUCTION)
     if production is not None:
         since = _role_since(site, production, Stage.PRODUCTION)
-        watched.append(Watched(production_trader_id(production), "production", production, since))
+        watched.append(Watched(production_trader_id(production), "production", production, since,
+                               model_interval(site, production)))
     live = site.store.holder(Role.LIVE)
     if live is not None and live_readiness(site.settings).ready:
-        watched.append(Watched(live_trader_id(live), "live", live, _role_since(site, live, Stage.LIVE)))
+        watched.append(Watched(live_trader_id(live), "live", live, _role_since(site, live, Stage.LIVE),
+                               model_interval(site, live)))
     return watched
 
 
@@ -104,6 +109,8 @@ def _trader_findings(site: LifecycleSite, trader: Watched, expected: datetime, a
     settings = site.settings
     who = f"{trader.role} trader {trader.trader_id} ({trader.model_id})"
     found = []
+    # The latest bar of the trader's own interval closed by the end of the expected base bar.
+    expected = latest_closed_bar(expected + settings.base_interval.timedelta, trader.interval)
     last = site.journal.last_bar_time(trader.trader_id)
     if trader.since <= expected and (last is None or last < expected):
         seen = "no bar yet" if last is None else f"last bar {last.isoformat()}"
@@ -112,9 +119,9 @@ def _trader_findings(site: LifecycleSite, trader: Watched, expected: datetime, a
     entries = site.journal.entries(trader.trader_id)
     record: TrackRecord | None
     if trader.role == "live":
-        record, _ = live_record(site, trader.model_id)
+        record, _ = live_record(site, trader.model_id, trader.interval)
     else:
-        record = journal_record([e for e in entries if e.bar_time >= trader.since], settings.base_interval)
+        record = journal_record([e for e in entries if e.bar_time >= trader.since], trader.interval)
     total = None if record is None else total_return(record.returns)
     if total is not None and -total >= settings.catastrophic_loss:
         found.append(Finding("catastrophic_loss", AlertLevel.EMERGENCY, trader.trader_id,

@@ -34,7 +34,13 @@ from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.green_light import GATE_NAME, GreenLightConfig, decide_green_light
 from cappuccino_core.lifecycle.live_account import allocations
 from cappuccino_core.lifecycle.notify import alert_once
-from cappuccino_core.lifecycle.production import live_ramp, live_record, live_trader_id, production_trader_id
+from cappuccino_core.lifecycle.production import (
+    live_ramp,
+    live_record,
+    live_trader_id,
+    model_interval,
+    production_trader_id,
+)
 from cappuccino_core.lifecycle.records import journal_record
 from cappuccino_core.lifecycle.site import LifecycleSite, LiveNotAllowed, live_readiness
 from cappuccino_core.lifecycle.stages import Role, Stage, TransitionRefused
@@ -87,7 +93,7 @@ class Approval:
 
 def production_record(site: LifecycleSite, model_id: str) -> TrackRecord | None:
     """Return the production model's paper record (its production trader's journal)."""
-    return journal_record(site.journal.entries(production_trader_id(model_id)), site.settings.base_interval)
+    return journal_record(site.journal.entries(production_trader_id(model_id)), model_interval(site, model_id))
 
 
 def judge_green_light(site: LifecycleSite, *, at: datetime, config: GreenLightConfig | None = None) -> GateCheck:

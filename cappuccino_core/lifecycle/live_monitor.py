@@ -69,7 +69,8 @@ def backtest_drift(site: LifecycleSite, model_id: str, trader_id: str, record: T
                  if e.bar_time == record.start and e.status is StepStatus.TRADED)
     assert first.equity is not None  # a traded mark has equity (journal_record checked it)
     model = site.load_model(model_id)
-    replayed = replay_returns(model, site.bars.panel_until(marks[-1]), marks, initial_cash=first.equity,
+    panel = site.bars.at(model.interval).panel_until(marks[-1])  # the bars of the model's interval
+    replayed = replay_returns(model, panel, marks, initial_cash=first.equity,
                               risk=RiskConfig())  # the risk layers both traders trade under
     return compare_with_backtest(record.returns, replayed, record.interval, as_of=at, config=config)
 

@@ -12,11 +12,16 @@ Both trade under the owner's default risk layers (``RiskConfig()``), like the sa
 check the kill switch before each step (a halted bar is journaled ``skipped_halted``). A
 model that holds both roles trades both accounts side by side (that is what the live versus
 paper comparison needs).
+
+Both are stepped on the base clock and trade bars of their model's interval, by the sandbox's
+rule (``bars_provider.closed_bar``): on a base bar that closes no bar of the model's interval
+the step reports ``no_new_bar`` and touches nothing (no journal row, no allocation).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -24,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cappuccino_core.clock import ensure_utc
+from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import session_factory
 from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.live_account import (
@@ -40,12 +46,18 @@ from cappuccino_core.lifecycle.records import journal_record
 from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
-from cappuccino_core.trading.bars_provider import MissingBarsError, bar_time_ns
+from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
 from cappuccino_core.trading.risk_config import RiskConfig
 
 if TYPE_CHECKING:  # the traders (torch) are imported by the steps: the status board only reads records
     from cappuccino_core.trading.sim_broker import SimBroker
     from cappuccino_core.trading.trader import StepOutcome, Trader
+
+
+logger = logging.getLogger(__name__)
+
+NO_NEW_BAR = "no_new_bar"
+"""The status of a step on a base bar that closes no bar of the model's interval."""
 
 
 def trader_id_for(prefix: str, model_id: str) -> str:
@@ -71,25 +83,35 @@ def production_trader(site: LifecycleSite, model_id: str) -> Trader:
     model = replace(model, env_config=replace(model.env_config, initial_cash=site.settings.production_cash))
     trader_id = production_trader_id(model_id)
     broker = site.paper_broker(trader_id, model.costs)
-    return Trader(trader_id, model, broker, site.bars, site.journal, halted=site.switch.is_halted,
+    return Trader(trader_id, model, broker, site.bars.at(model.interval), site.journal, halted=site.switch.is_halted,
                     in_flight=site.switch.step_in_flight, clock=site.clock)
 
 
 def step_production(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
-    """Step the production model on ``bar_time`` (``None`` when there is no production model)."""
+    """Step the production model on the bar of its interval that closed with base bar ``bar_time``.
+
+    Returns ``None`` when there is no production model, a ``no_new_bar`` report when no bar of
+    its interval closed with this one.
+    """
     model_id = site.store.holder(Role.PRODUCTION)
     if model_id is None:
         return None
     from cappuccino_core.trading.sim_broker import SimBroker
 
     trader = production_trader(site, model_id)
+    bar = closed_bar(bar_time, site.bars.interval, trader.model.interval)
+    if bar is None:
+        return _no_new_bar(site, "production", model_id, bar_time, trader.model.interval)
     if isinstance(trader.broker, SimBroker):
-        feed_sim_bar(site, trader.broker, bar_time)
-    return _outcome("production", model_id, site.paper_mode, trader.step(bar_time))
+        feed_sim_bar(site, trader.broker, bar, trader.bars)
+    return _outcome("production", model_id, site.paper_mode, trader.step(bar))
 
 
-def live_record(site: LifecycleSite, model_id: str) -> tuple[TrackRecord | None, datetime | None]:
+def live_record(site: LifecycleSite, model_id: str,
+                interval: Interval | None = None) -> tuple[TrackRecord | None, datetime | None]:
     """Return the live model's record since it last went live (capital steps removed), and when that was.
+
+    ``interval`` is the model's bar interval (it annualises the record; default: loaded with the model).
 
     The record starts at the first bar traded live since then (its first allocation's bar: the
     bar a trader acts on opened before the moment the model went live), so a model demoted and
@@ -102,8 +124,28 @@ def live_record(site: LifecycleSite, model_id: str) -> tuple[TrackRecord | None,
     allocated = allocations(site.engine, trader_id, since)
     if not allocated:
         return None, since
-    return journal_record(site.journal.entries(trader_id), site.settings.base_interval,
+    interval = interval or model_interval(site, model_id)
+    return journal_record(site.journal.entries(trader_id), interval,
                           since=allocated[0].effective_bar, injections=injections(allocated)), since
+
+
+def model_interval(site: LifecycleSite, model_id: str) -> Interval:
+    """The bar interval ``model_id`` was trained on and trades: its sandbox run's, else its model card's.
+
+    Every model reaches production through a sandbox run, which stored the interval: reading
+    it keeps the status board free of model code.
+    """
+    from sqlalchemy import inspect, select
+
+    from cappuccino_core.trading.sandbox_runs import SandboxRunRow
+
+    if inspect(site.engine).has_table(SandboxRunRow.__tablename__):
+        with session_factory(site.engine)() as session:
+            stored = session.scalars(select(SandboxRunRow.interval).where(SandboxRunRow.model_ref == model_id)
+                                     .limit(1)).first()
+        if stored is not None:
+            return Interval(stored)
+    return site.load_model(model_id).interval
 
 
 def live_ramp(site: LifecycleSite, record: TrackRecord | None) -> RampState:
@@ -134,32 +176,37 @@ def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
         message = f"live model {model_id} is not trading: {readiness.message}"
         alert_once(site, AlertLevel.CRITICAL, "live", message, at=site.now())
         return {"role": "live", "model_id": model_id, "status": "not_allowed", "message": message}
-    record, since = live_record(site, model_id)
+    model = site.load_model(model_id).with_risk(RiskConfig())
+    bar = closed_bar(bar_time, site.bars.interval, model.interval)
+    if bar is None:
+        return _no_new_bar(site, "live", model_id, bar_time, model.interval)
+    record, since = live_record(site, model_id, model.interval)
     assert since is not None  # a live model went live
     broker = site.live_broker()
     trader_id = live_trader_id(model_id)
     allocation: Allocation = allocate(site.engine, trader_id=trader_id, model_id=model_id, went_live=since,
                                       ramp=live_ramp(site, record), account=broker.account(),
-                                      bar_time=bar_time, at=site.now())
+                                      bar_time=bar, at=site.now())
     from cappuccino_core.trading.trader import Trader
 
-    model = site.load_model(model_id).with_risk(RiskConfig())
-    trader = Trader(trader_id, model, ReservedBroker(broker, allocation.reserve), site.bars, site.journal,
-                    halted=site.switch.is_halted,
+    trader = Trader(trader_id, model, ReservedBroker(broker, allocation.reserve), site.bars.at(model.interval),
+                    site.journal, halted=site.switch.is_halted,
                     in_flight=site.switch.step_in_flight, clock=site.clock)
-    report = _outcome("live", model_id, "alpaca-live", trader.step(bar_time))
+    report = _outcome("live", model_id, "alpaca-live", trader.step(bar))
     report["allocation"] = allocation.to_dict()
     return report
 
 
-def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime) -> None:
+def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime, bars: BarProvider | None = None) -> None:
     """Give a SimBroker account the bar once: fill pending orders at its open, mark at its close.
 
+    ``bars`` are the bars of the account's model (default the site's, at the base interval).
     A bar the account has seen, or one not available for every symbol, is left out (the
     trader then records the missing bar; pending orders wait for the next one).
     """
     from cappuccino_core.trading.sim_broker import SimAccountRow
 
+    bars = bars if bars is not None else site.bars
     bar_time = ensure_utc(bar_time)
     with session_factory(site.engine)() as session:
         account = session.get(SimAccountRow, broker.account_id)
@@ -167,7 +214,7 @@ def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime) -> 
     if seen is not None and bar_time <= seen:
         return
     try:
-        panel = site.bars.panel_until(bar_time)
+        panel = bars.panel_until(bar_time)
     except MissingBarsError:
         return
     row = panel.num_bars - 1
@@ -176,6 +223,16 @@ def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime) -> 
     opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]), strict=True)}
     closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]), strict=True)}
     broker.on_bar(bar_time, opens, closes)
+
+
+def _no_new_bar(site: LifecycleSite, role: str, model_id: str, clock_bar: datetime, interval: Interval) -> dict[str, Any]:
+    """The report of a step with nothing to do: no bar of the model's interval closed with ``clock_bar``."""
+    closes = ensure_utc(clock_bar) + site.bars.interval.timedelta
+    message = (f"{role} model {model_id} trades {interval.value} bars: none closed at {closes.isoformat()} "
+               f"(the next closes at {next_close(clock_bar, site.bars.interval, interval).isoformat()})")
+    logger.info(message)
+    return {"role": role, "model_id": model_id, "status": NO_NEW_BAR, "bar_time": ensure_utc(clock_bar).isoformat(),
+            "message": message}
 
 
 def _outcome(role: str, model_id: str, account: str, outcome: StepOutcome) -> dict[str, Any]:

@@ -171,7 +171,7 @@ def head_to_head(site: LifecycleSite, run: SandboxRun, incumbent_id: str) -> Hea
         start = run.started_at if record is None else record.start
         return HeadToHead(run.model_ref, incumbent_id, start, start, 0, None, None, None, None)
     marks = [record.start, *record.times]
-    panel = site.bars.panel_until(marks[-1])
+    panel = site.bars.at(run.interval).panel_until(marks[-1])  # the bars the run traded
     incumbent = site.load_model(incumbent_id)
     replayed = replay_returns(incumbent, panel, marks, initial_cash=run.initial_cash, risk=run.risk)
     bench = record.benchmark_returns

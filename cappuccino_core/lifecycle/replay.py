@@ -12,6 +12,10 @@ hour in real time:
 3. at the end the green light is judged on the production model's last 2 days
    (``replay_green_light``).
 
+The replay's clock walks the bars of the base interval, as the hourly deployments do, and
+each trader acts by the same rule as there (``trading.bars_provider.closed_bar``): a 4h model
+on the base bar that closes one of its bars, on that 4h bar, and on no other.
+
 The replay site trades only ``SimBroker`` accounts in the project database: the Alpaca keys
 and the live switch are removed from its settings, so a replay never sends an order anywhere.
 Every step is idempotent (journal rows, the accounts' last bar), so a re-run continues where a
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
@@ -30,6 +34,7 @@ from typing import Any
 
 from cappuccino_core.clock import FixedClock, ensure_utc
 from cappuccino_core.config import Settings
+from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import default_database_url, make_engine
 from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.lifecycle.live import judge_green_light
@@ -64,24 +69,29 @@ class ReplayReport:
                 "production": self.production}
 
 
-def replay_site(settings: Settings, panel: MarketPanel, clock: FixedClock) -> LifecycleSite:
-    """Return a site that trades ``panel``'s bars on simulated accounts only, on ``clock``.
+def replay_site(settings: Settings, bars: PanelBarProvider, clock: FixedClock) -> LifecycleSite:
+    """Return a site that trades the replay's bars on simulated accounts only, on ``clock``.
 
-    The settings keep the home (project database, MLflow store) but trade the panel's interval
-    and lose every key: the paper broker is a ``SimBroker`` and live trading is impossible.
+    ``bars`` are the clock's (base-interval) bars; each model trades ``bars.at(its interval)``.
+    The settings keep the home (project database, MLflow store) but lose every key: the paper
+    broker is a ``SimBroker`` and live trading is impossible.
     """
     offline = settings.model_copy(update={
-        "base_interval": panel.interval, "alpaca_api_key": None, "alpaca_secret_key": None,
+        "alpaca_api_key": None, "alpaca_secret_key": None,
         "live_enabled": False, "live_api_key": None, "live_secret_key": None, "live_capital": None,
     })
     uri = tracking_uri(settings.home)
-    return LifecycleSite(offline, make_engine(default_database_url(settings.home)), PanelBarProvider(panel),
+    return LifecycleSite(offline, make_engine(default_database_url(settings.home)), bars,
                          cache(model_loader(uri)), clock, uri)
 
 
 @dataclass(frozen=True)
 class ReplayPlan:
-    """The bars a training study left for the replay, and the site and clock that trade them."""
+    """The bars a training study left for the replay, and the site and clock that trade them.
+
+    ``panel`` is the study's panel (its models' interval); ``bar_times`` are the clock's bars
+    (the base interval, ``site.bars``).
+    """
 
     site: LifecycleSite
     clock: FixedClock
@@ -89,15 +99,21 @@ class ReplayPlan:
     bar_times: list[datetime]
 
 
-def plan_replay(settings: Settings, panel: MarketPanel, start: datetime, end: datetime) -> ReplayPlan:
-    """Open a replay of ``panel``'s bars in ``[start, end)`` (the study's replay period) on a fresh clock.
+def plan_replay(settings: Settings, panel: MarketPanel, start: datetime, end: datetime, *,
+                build: Callable[[Interval], MarketPanel] | None = None) -> ReplayPlan:
+    """Open a replay of the bars in ``[start, end)`` (the study's replay period) on a fresh clock.
+
+    The clock walks the base interval's bars (``settings.base_interval``); ``build`` makes the
+    same market's panel at another interval (the base one when ``panel`` is longer, and the
+    interval of any other model that trades in the replay).
 
     Raises:
-        ValueError: there is no bar in the period.
+        ValueError: there is no bar in the period, or the base interval's bars cannot be built.
     """
-    bar_times = replay_bar_times(panel, start, end)
+    bars = PanelBarProvider(panel, build=build).at(settings.base_interval)
+    bar_times = replay_bar_times(bars.panel, start, end)
     clock = FixedClock(bar_times[0])
-    return ReplayPlan(replay_site(settings, panel, clock), clock, panel, bar_times)
+    return ReplayPlan(replay_site(settings, bars, clock), clock, panel, bar_times)
 
 
 def replay_bar_times(panel: MarketPanel, start: datetime, end: datetime) -> list[datetime]:
@@ -121,7 +137,7 @@ def replay_lifecycle(plan: ReplayPlan, promoted: Sequence[str], *, sandbox_days:
     site, clock, bar_times = plan.site, plan.clock, plan.bar_times
     if not bar_times:
         raise ValueError("there are no replay bars: set replay_weeks (CAPPUCCINO_REPLAY_WEEKS) > 0")
-    interval = site.settings.base_interval.timedelta
+    interval = site.bars.interval.timedelta  # the clock's: each trader acts on the bars of its own interval
     first, last = ensure_utc(bar_times[0]), ensure_utc(bar_times[-1])
     report = ReplayReport(first, last + interval, len(bar_times))
     _advance(clock, first)
@@ -154,7 +170,7 @@ def replay_lifecycle(plan: ReplayPlan, promoted: Sequence[str], *, sandbox_days:
 
 def replay_green_light(plan: ReplayPlan) -> dict[str, Any]:
     """Judge the green light for the replay's production model at the end of the replay (a ``GateCheck`` dict)."""
-    end = plan.bar_times[-1] + plan.site.settings.base_interval.timedelta
+    end = plan.bar_times[-1] + plan.site.bars.interval.timedelta
     _advance(plan.clock, end)
     return judge_green_light(plan.site, at=end).to_dict()
 

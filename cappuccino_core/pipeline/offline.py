@@ -43,8 +43,10 @@ def open_study_replay(settings: Settings, study: str) -> ReplayPlan:
     spec = runner.require_spec(loc, study)
     if not spec.split.has_replay:
         raise ValueError(f"study {study!r} has no replay period (it was prepared with replay_weeks=0)")
-    panel = study_panel(BarStore(settings.bars_dir), spec, spec.intervals[0])
-    return plan_replay(settings, panel, spec.split.holdout_end, spec.split.replay_end)
+    store = BarStore(settings.bars_dir)
+    panel = study_panel(store, spec, spec.intervals[0])
+    return plan_replay(settings, panel, spec.split.holdout_end, spec.split.replay_end,
+                       build=lambda interval: study_panel(store, spec, interval))
 
 
 def run_results(plan: ReplayPlan, trader_id: str, model_id: str) -> dict[str, Any]:
@@ -57,11 +59,11 @@ def run_results(plan: ReplayPlan, trader_id: str, model_id: str) -> dict[str, An
     bars, equity, index = equity_curve(site.journal.entries(trader_id))
     if len(bars) < 2:
         raise ValueError(f"{trader_id} traded {len(bars)} bar(s): nothing to compare with the baselines")
-    interval = site.settings.base_interval
+    model = site.load_model(model_id)
+    interval = model.interval  # the bars it traded (a 4h model's journal holds 4h bars)
     returns = equity[1:] / equity[:-1] - 1.0
     bench = index[1:] / index[:-1] - 1.0
     own = compute_performance(returns, bench, interval)
-    model = site.load_model(model_id)
     baselines = baseline_results(plan.panel, model.env_config, model.costs, bars[0], len(bars) - 1)
     return {
         "trader_id": trader_id, "model_id": model_id, "start": bars[0].isoformat(),

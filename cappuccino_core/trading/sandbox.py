@@ -11,6 +11,11 @@ the previous decision's orders fill at its open, positions are marked at its clo
 account has seen it already, then runs the trader's step. Both halves are idempotent, so a
 crashed step can simply be rerun. The risk layers are the owner's defaults (``RiskConfig()``)
 unless a run is started with others; they are stored with the run.
+
+Each run trades bars of its model's interval (``bars.at(run.interval)``). The sandbox is
+stepped on a clock of ``bars.interval`` (the base interval): ``due(clock_bar)`` says which
+runs have a bar of their interval that has just closed, and which (``closed_bar``); the others
+wait for theirs.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from sqlalchemy import Engine, select, update
 from cappuccino_core.clock import Clock, SystemClock, ensure_utc
 from cappuccino_core.db import Base, session_factory
 from cappuccino_core.env.config import EnvConfig
-from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns
+from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
 from cappuccino_core.trading.journal import TradeJournal
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.risk import RiskConfig
@@ -134,6 +139,29 @@ class Sandbox:
         bar_time = ensure_utc(bar_time)
         return [run for run in self.runs() if run.active_at(bar_time)]
 
+    def due(self, clock_bar: datetime) -> list[tuple[SandboxRun, datetime]]:
+        """Return the runs a bar of whose interval closed with the clock bar ``clock_bar``, each with that bar.
+
+        A run whose interval's bar has not closed yet (a 4h run on three of every four 1h
+        bars), or whose bar is outside its period, is left out; each is logged in one line.
+        """
+        clock_bar = ensure_utc(clock_bar)
+        due = []
+        for run in self.runs():
+            if not run.active_at(clock_bar):
+                continue
+            bar = closed_bar(clock_bar, self.bars.interval, run.interval)
+            if bar is not None and run.active_at(bar):
+                due.append((run, bar))
+            elif bar is None:
+                logger.info("sandbox %s: no new closed %s bar at %s (the next closes at %s)", run.trader_id,
+                            run.interval.value, (clock_bar + self.bars.interval.timedelta).isoformat(),
+                            next_close(clock_bar, self.bars.interval, run.interval).isoformat())
+            else:
+                logger.info("sandbox %s: its %s bar %s opened before the run started", run.trader_id,
+                            run.interval.value, bar.isoformat())
+        return due
+
     def end_due(self, bar_time: datetime) -> list[str]:
         """Mark runs whose period is over at ``bar_time`` as ended; return their ids."""
         bar_time = ensure_utc(bar_time)
@@ -162,23 +190,26 @@ class Sandbox:
 
         Raises:
             KeyError: there is no run with this id.
-            ValueError: the run does not trade this bar (not started, or ended).
+            ValueError: the run does not trade this bar (not started, ended, or not a bar of its interval).
         """
         bar_time = ensure_utc(bar_time)
         run = self._run(trader_id)
+        if int(bar_time.timestamp()) % run.interval.seconds:
+            raise ValueError(f"sandbox {trader_id} trades {run.interval.value} bars; {bar_time.isoformat()} "
+                             f"is not one (step the sandbox with step_all or due on the base clock)")
         if not run.active_at(bar_time):
             raise ValueError(f"sandbox {trader_id} does not trade bar {bar_time.isoformat()} (runs "
                              f"{run.started_at.isoformat()} to {(run.ended_at or run.ends_at).isoformat()})")
         trader = self.trader(trader_id)
         broker = trader.broker
         assert isinstance(broker, SimBroker)
-        self._feed_bar(broker, bar_time)
+        self._feed_bar(broker, trader.bars, bar_time)
         return trader.step(bar_time)
 
-    def step_all(self, bar_time: datetime) -> dict[str, StepOutcome]:
-        """End the runs that are due, then step every active run once on ``bar_time``."""
-        self.end_due(bar_time)
-        return {run.trader_id: self.step(run.trader_id, bar_time) for run in self.active(bar_time)}
+    def step_all(self, clock_bar: datetime) -> dict[str, StepOutcome]:
+        """End the runs that are due, then step every run whose interval's bar closed with ``clock_bar`` on it."""
+        self.end_due(clock_bar)
+        return {run.trader_id: self.step(run.trader_id, bar) for run, bar in self.due(clock_bar)}
 
     def trader(self, trader_id: str) -> Trader:
         """Return the run's trader (its model loaded once per ``Sandbox``)."""
@@ -188,7 +219,7 @@ class Sandbox:
             model = replace(model, env_config=replace(model.env_config, initial_cash=run.initial_cash))
             broker = SimBroker(self.engine, trader_id, costs=model.costs, initial_cash=run.initial_cash,
                                clock=self._clock)
-            self._traders[trader_id] = Trader(trader_id, model, broker, self.bars, self.journal,
+            self._traders[trader_id] = Trader(trader_id, model, broker, self.bars.at(model.interval), self.journal,
                                               halted=self._halted, in_flight=self._in_flight, clock=self._clock)
         return self._traders[trader_id]
 
@@ -199,7 +230,7 @@ class Sandbox:
     def _run(self, trader_id: str) -> SandboxRun:
         return load_run(self._sessions, trader_id)
 
-    def _feed_bar(self, broker: SimBroker, bar_time: datetime) -> None:
+    def _feed_bar(self, broker: SimBroker, bars: BarProvider, bar_time: datetime) -> None:
         """Fill pending orders at the bar's open and mark at its close, once; a missing bar is left out."""
         with self._sessions() as session:
             account = session.get(SimAccountRow, broker.account_id)
@@ -207,7 +238,7 @@ class Sandbox:
         if seen is not None and bar_time <= seen:
             return
         try:
-            panel = self.bars.panel_until(bar_time)
+            panel = bars.panel_until(bar_time)
         except MissingBarsError:
             return  # the trader records the missing bar; pending orders wait for the next one
         row = panel.num_bars - 1

@@ -273,3 +273,18 @@ def test_verify_detects_a_stored_file_changed_outside_the_store(tmp_path, bars_f
         store.verify("BTC/USDT", H1)
     with pytest.raises(NotStoredError):
         store.verify("ETH/USDT", H1)
+
+
+def test_a_bar_from_another_market_is_named_in_one_short_line(tmp_path, bars_factory):
+    store = BarStore(tmp_path)
+    bars = bars_factory(300)
+    store.write("BTC/USDT", H1, bars, source="a")
+    numeric = [c for c in bars.columns if c != "timestamp"]
+    other = bars.with_columns([pl.col(c) * 1.37 for c in numeric])  # every field of every bar differs
+    with pytest.raises(BarDataError) as info:
+        store.write("BTC/USDT", H1, other, source="b")
+    message = str(info.value)
+    assert message.startswith("BTC/USDT 1h")
+    assert "bar 2024-01-01T00:00:00+00:00 differs from the stored bar (open stored" in message
+    assert "300 conflicting bars in all; nothing was written" in message
+    assert len(message) < 300

@@ -209,7 +209,8 @@ def test_a_file_with_changed_history_is_refused_by_the_store_naming_the_bar(tmp_
         tmp_path,
         good,
         parquet_of(rewritten),
-        ["BTC/USDT 1h from files", "bar 2024-01-01T03:00:00+00:00 differs from the stored bar", "close stored"],
+        ["BTC/USDT 1h from files", "bar 2024-01-01T03:00:00+00:00 differs from the stored bar", "high stored",
+         "also close"],
     )
 
 

@@ -14,11 +14,14 @@ from cappuccino_core.agents.networks import ActorCritic
 from cappuccino_core.config import load_settings
 from cappuccino_core.data.ingest import make_source
 from cappuccino_core.data.intervals import Interval
+from cappuccino_core.data.resample import resample_bars
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
 from cappuccino_core.env.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
+from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.features.panel_builder import build_panel
 from cappuccino_core.registry.models import register_candidate, version_uri
 from cappuccino_core.tracking.runs import (
@@ -46,25 +49,31 @@ def market(cappuccino_env, monkeypatch, tmp_path):
     """
     monkeypatch.setenv("CAPPUCCINO_SYMBOLS", ",".join(SYMBOLS))
     settings = load_settings()
+    return settings, registered_model(settings, tmp_path, Interval.H1)
+
+
+def registered_model(settings, tmp_path, interval: Interval) -> str:
+    """Store the 1h bars and register a checkpoint trained (in name) on ``interval`` bars made from them."""
     store = BarStore(settings.bars_dir)
     bars = generate_bars(SyntheticMarketConfig(seed=3, symbols=SYMBOLS, origin=ORIGIN), ORIGIN,
                          ORIGIN + timedelta(days=DAYS))
     for symbol, table in bars.items():
         store.write(symbol, Interval.H1, table, source="synthetic")
-    panel = build_panel(bars, interval=Interval.H1)
+    panel = build_panel({s: resample_bars(b, source=Interval.H1, target=interval) for s, b in bars.items()},
+                        interval=interval)
     env = EnvConfig(lookback=20)
     obs_dim = 1 + len(SYMBOLS) + 20 * len(SYMBOLS) * panel.features.shape[2]
     agent = ActorCritic(obs_dim, len(SYMBOLS), (16,), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         agent.actor_mean[-1].weight.mul_(200.0)  # an untrained actor barely moves; this one trades
     card = ModelCard(
-        feature_spec=panel.feature_spec.to_dict(), interval="1h", lookback=20, symbols=SYMBOLS,
+        feature_spec=panel.feature_spec.to_dict(), interval=str(interval), lookback=20, symbols=SYMBOLS,
         normalisation=FeatureNormalizer.fit(panel.features).to_dict(), action_mapping=dict(ACTION_MAPPING),
         env_config=env.to_dict(), ppo_config=PPOConfig(hidden_sizes=(16,)).to_dict(), obs_dim=obs_dim,
         action_dim=len(SYMBOLS), hidden_sizes=(16,), data_hash=panel.data_hash, seed=0,
         library_versions=library_versions(), created_at=ORIGIN.isoformat(), study="sandbox-test", trial=0,
     )
-    checkpoint = tmp_path / "model"
+    checkpoint = tmp_path / f"model-{interval}"
     save_checkpoint(checkpoint, agent, card)
     uri = tracking_uri(settings.home)
     ensure_store(uri)
@@ -76,7 +85,7 @@ def market(cappuccino_env, monkeypatch, tmp_path):
     version = register_candidate(c, model_uri=f"runs:/{run_id}/checkpoints/fold_0", run_id=run_id,
                                  study="sandbox-test", trial=0, feature_spec_version=panel.feature_spec.version,
                                  data_hash=panel.data_hash, model_name=settings.model_name)
-    return settings, version_uri(settings.model_name, version)
+    return version_uri(settings.model_name, version)
 
 
 def test_the_flow_steps_each_active_run_once_per_bar_and_a_rerun_changes_nothing(prefect_harness, market) -> None:
@@ -106,6 +115,56 @@ def test_the_flow_steps_each_active_run_once_per_bar_and_a_rerun_changes_nothing
     main = status[run.trader_id]
     assert main["traded_bars"] == 3 and main["statuses"] == {"traded": 3, "skipped_stale": 1}
     assert main["trades"] > 0 and main["equity"] is not None and main["alpha"] is not None
+
+
+def test_under_the_hourly_flows_a_4h_model_acts_only_on_the_hour_that_closes_a_4h_bar(
+        prefect_harness, cappuccino_env, monkeypatch, tmp_path, caplog) -> None:
+    monkeypatch.setenv("CAPPUCCINO_SYMBOLS", ",".join(SYMBOLS))
+    settings = load_settings()
+    model = registered_model(settings, tmp_path, Interval.H4)
+    first = ORIGIN + timedelta(days=DAYS - 2)  # on the 4h grid
+    box = open_sandbox(settings)
+    run = box.start(model, start=first)
+    assert run.interval is Interval.H4
+
+    reports = {first + k * HOUR: sandbox(params=SandboxParams(bar_time=first + k * HOUR, refresh_bars=False))
+               for k in range(8)}
+
+    stepped = {hour: r.steps for hour, r in reports.items() if r.steps}
+    assert list(stepped) == [first + 3 * HOUR, first + 7 * HOUR]  # the hours that close a 4h bar
+    assert all(r.failed == {} for r in reports.values())
+    assert {s["status"] for steps in stepped.values() for s in steps} == {"traded"}
+    assert [s["bar_time"] for steps in stepped.values() for s in steps] == \
+        [first.isoformat(), (first + 4 * HOUR).isoformat()]
+    entries = box.journal.entries(run.trader_id)
+    assert [e.bar_time for e in entries] == [first, first + 4 * HOUR]  # each on the 4h bar that just closed
+    waiting = [r.getMessage() for r in caplog.records if "have no new closed bar of their interval" in r.getMessage()]
+    assert len(waiting) == 6 and waiting[0] == (f"1 of 1 sandbox models have no new closed bar of their interval (4h) "
+                                                f"at {(first + HOUR).isoformat()}")
+
+
+def test_the_hourly_production_flow_trades_a_4h_production_model_once_per_4h_bar(
+        prefect_harness, cappuccino_env, monkeypatch, tmp_path, caplog) -> None:
+    monkeypatch.setenv("CAPPUCCINO_SYMBOLS", ",".join(SYMBOLS))
+    settings = load_settings()
+    model = registered_model(settings, tmp_path, Interval.H4)
+    first = ORIGIN + timedelta(days=DAYS - 2)
+    store = LifecycleSite.from_settings(settings).store
+    store.move(model, Stage.SANDBOX, who="test", why="setup", at=first)
+    store.move(model, Stage.PRODUCTION, who="test", why="setup", at=first)
+
+    reports = [production_trading(params=TradingParams(bar_time=first + k * HOUR, refresh_bars=False))
+               for k in range(4)]
+
+    assert [r.production["status"] for r in reports] == ["no_new_bar"] * 3 + ["traded"]
+    assert reports[-1].production["bar_time"] == first.isoformat() and all(r.failed == {} for r in reports)
+    said = [r.getMessage() for r in caplog.records if r.name == "prefect.flow_runs" and "trades 4h bars" in r.getMessage()]
+    assert said == [reports[k].production["message"] for k in range(3)]
+    assert said[0] == (f"production model {model} trades 4h bars: none closed at {(first + HOUR).isoformat()} "
+                       f"(the next closes at {(first + 4 * HOUR).isoformat()})")
+
+
+HOUR = timedelta(hours=1)
 
 
 def test_only_io_failures_are_retried() -> None:
