@@ -362,6 +362,88 @@ def models_list(
     console.print(table)
 
 
+ModelOption = Annotated[str, typer.Option("--model", metavar="URI",
+                                          help="models:/NAME/VERSION, models:/NAME@ALIAS, or king (the arena's king).")]
+StartOption = Annotated[str, typer.Option("--start", metavar="TIME", help="First bar of the window (ISO-8601, UTC).")]
+EndOption = Annotated[str, typer.Option("--end", metavar="TIME", help="End of the window, exclusive (ISO-8601, UTC).")]
+
+
+def _model_backtest(model: str, start: str, end: str):
+    """Backtest ``model`` on ``[start, end)``, or stop with one line saying why it cannot be."""
+    from cappuccino_core.views.model_backtest import BacktestRefused, backtest_model
+
+    settings = _settings()
+    first, stop = _time(start), _time(end)
+    try:
+        return backtest_model(settings, model, first, stop)
+    except BacktestRefused as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command("backtest")
+def backtest_cmd(
+    model: ModelOption,
+    start: StartOption,
+    end: EndOption,
+    export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE.csv", help="Write every trade to this CSV file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Backtest a registered model on stored bars with the arena's backtester, costs and risk layers, beside the baselines."""
+    result = _model_backtest(model, start, end)
+    doc = result.to_dict()
+    if export is not None:
+        from cappuccino_core.views.model_backtest import write_trades_csv
+
+        rows = write_trades_csv(result, export)
+        (err_console if as_json else console).print(f"wrote {rows} trade(s) to {export}", highlight=False)
+    if as_json:
+        _print_json(doc)
+        return
+    _print_backtest(doc)
+
+
+def _print_backtest(doc: dict) -> None:
+    pct = lambda v: "-" if v is None else f"{v:+.2%}"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    env, risk = doc["conditions"], doc["conditions"]["risk"]
+    version = f"v{doc['version']}" if doc["version"] else doc["model"]
+    console.print(f"[bold]Backtest of {doc['model']}[/bold] ({version}, study {doc['study']})", highlight=False)
+    console.print(f"{doc['interval']} bars, lookback {doc['lookback']}, {_short_time(doc['start'])} .. "
+                  f"{_short_time(doc['end'])} UTC, {doc['steps']} steps", highlight=False)
+    names = {"stop_loss": "stop-loss", "trailing_stop": "trailing stop", "max_position_fraction": "position cap",
+             "portfolio_trailing_stop": "portfolio stop", "profit_take_threshold": "take profit at +",
+             "move_to_cash_threshold": "move to cash"}
+    rules = ", ".join(f"{label}{'' if label.endswith('+') else ' '}{risk[key]:.0%}" for key, label in names.items()
+                      if risk.get(key) is not None) or "off"
+    console.print(f"fee {env['fee_rate']:.2%}, slippage {env['slippage_bps']:g} bps; risk layers: {rules}", highlight=False)
+    table = _wide_table("Beside the baselines (same bars and costs)",
+                        ("policy", "return", "Sharpe", "max DD", "alpha", "trades", "win rate"))
+    for name, m in [("model", doc["metrics"]), *((b["name"], b["metrics"]) for b in doc["baselines"])]:
+        table.add_row(name, pct(m["total_return"]), num(m["sharpe"]), "-" if m["max_drawdown"] is None else f"{m['max_drawdown']:.2%}",
+                      pct(m["alpha"]), _cell(m["trade_count"]), "-" if m["win_rate_trades"] is None else f"{m['win_rate_trades']:.0%}")
+    console.print(table)
+    pairs = _wide_table("Profit per pair",
+                        ("pair", "trades", "closed", "wins", "win rate", "P&L", "P&L % of cash"))
+    for p in doc["pairs"]:
+        pairs.add_row(p["symbol"], str(p["trades"]), str(p["closed"]), str(p["wins"]),
+                      "-" if p["win_rate"] is None else f"{p['win_rate']:.0%}", f"{p['pnl']:,.2f}", pct(p["pnl_fraction"]))
+    console.print(pairs)
+    exits = _wide_table("Exit reasons", ("reason", "by", "trades", "wins", "P&L"))
+    for e in doc["exit_reasons"]:
+        by = "risk layer" if e["risk_layer"] else "still open" if e["reason"] == "end" else "policy"
+        exits.add_row(e["reason"], by, str(e["trades"]), str(e["wins"]), f"{e['pnl']:,.2f}")
+    console.print(exits if doc["exit_reasons"] else "no trades")
+    shown = doc["trades"][-10:]
+    if shown:
+        trades = _wide_table(f"Last {len(shown)} of {len(doc['trades'])} trades (--export writes all)",
+                             ("pair", "entry", "exit", "bars", "P&L", "%", "exit reason"))
+        for t in shown:
+            trades.add_row(t["symbol"], _short_time(t["entry_time"])[5:], _short_time(t["exit_time"])[5:], str(t["bars_held"]),
+                           f"{t['pnl']:,.2f}", pct(t["pnl_fraction"]), t["exit_reason"])
+        console.print(trades)
+
+
 def _trials_table(title: str, trials: list[dict]) -> Table:
     """Trials best first: number, value, minutes, the hyperparameters (cut to the terminal's width)."""
     table = Table(title=title, title_justify="left")
