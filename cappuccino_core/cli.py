@@ -396,11 +396,37 @@ def backtest_cmd(
         from cappuccino_core.views.model_backtest import write_trades_csv
 
         rows = write_trades_csv(result, export)
-        (err_console if as_json else console).print(f"wrote {rows} trade(s) to {export}", highlight=False)
+        (err_console if as_json else console).print(f"wrote {rows} trade(s) to {export}", highlight=False, soft_wrap=True)
     if as_json:
         _print_json(doc)
         return
     _print_backtest(doc)
+
+
+@app.command("plot")
+def plot_cmd(
+    model: ModelOption,
+    start: StartOption,
+    end: EndOption,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.png",
+                                                help="Where to write the PNG (default: <home>/plots/).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Draw a backtest: candles per pair with the model's trades and weights, and its equity beside the baselines."""
+    result = _model_backtest(model, start, end)
+    from cappuccino_core.views.model_plot import plot_backtest
+
+    if out is None:
+        name = (result.loaded.model_version and f"v{result.loaded.model_version}") or "model"
+        out = Path(_settings().home) / "plots" / f"backtest-{name}-{result.start:%Y%m%d%H%M}-{result.end:%Y%m%d%H%M}.png"
+    path = plot_backtest(result, out)
+    if as_json:
+        _print_json({"png": str(path), "model": result.model, "version": result.loaded.model_version,
+                     "start": result.start.isoformat(), "end": result.end.isoformat(),
+                     "symbols": list(result.panel.symbols), "trades": len(result.report.trades),
+                     "baselines": [b.policy for b in result.baselines]})
+        return
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)  # a path stays copyable
 
 
 def _print_backtest(doc: dict) -> None:
