@@ -644,6 +644,54 @@ def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
     console.print(table)
 
 
+@app.command("portfolio")
+def portfolio_cmd(
+    stage: Annotated[Optional[str], typer.Option("--stage", metavar="STAGE",
+                                                 help="sandbox, production or live (default: all).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Each trader's portfolio at its last step: positions, cash, equity, P&L since entry, open orders."""
+    from cappuccino_core.views.portfolio import PortfolioStage, portfolios
+
+    try:
+        wanted = None if stage is None else PortfolioStage(stage)
+    except ValueError:
+        err_console.print(f"[red]error:[/red] --stage must be one of {', '.join(s.value for s in PortfolioStage)}, "
+                          f"not {stage!r}", highlight=False)
+        raise typer.Exit(2) from None
+    docs = portfolios(_settings(), wanted)
+    if as_json:
+        _print_json({"portfolios": docs})
+        return
+    if not docs:
+        console.print(f"no {wanted or 'sandbox, production or live'} trader yet", highlight=False)
+        return
+    money = lambda v: "-" if v is None else f"{v:,.2f}"  # noqa: E731
+    table = _wide_table("Portfolios at each trader's last decided bar (vN: version N)",
+                        ("stage", "model", "state", "as of (UTC)", "equity", "cash", "P&L", "P&L %", "orders"))
+    for d in docs:
+        table.add_row(d["stage"], _short_model(d["model"]), d["state"], _short_time(d["as_of"])[5:] or "-",
+                      money(d["equity"]), money(d["cash"]), money(d["pnl"]),
+                      "-" if d["pnl_fraction"] is None else f"{d['pnl_fraction']:+.2%}", str(len(d["open_orders"])))
+    console.print(table)
+    for d in docs:
+        last = d["last_step"]
+        step = "no step yet" if last is None else (f"last step {_short_time(last['bar'])} {last['status']}, "
+                                                   f"recorded {_short_time(last['recorded_at'])}")
+        console.print(f"\n[bold]{d['stage']} {_short_model(d['model'])}[/bold] ({d['trader_id']}): {step}", highlight=False)
+        if d["positions"]:
+            held = _wide_table("", ("pair", "units", "price", "value", "weight"))
+            for pos in d["positions"]:
+                held.add_row(pos["symbol"], f"{pos['units']:.6g}", money(pos["price"]), money(pos["value"]),
+                             "-" if pos["weight"] is None else f"{pos['weight']:.1%}")
+            console.print(held)
+        elif d["as_of"] is not None:
+            console.print("no positions: all cash")
+        for o in d["open_orders"]:
+            size = f"{o['qty']:.6g} units" if o["qty"] is not None else f"{money(o['notional'])} notional"
+            console.print(f"open order: {o['side']} {o['symbol']} {size} ({o['status']})", highlight=False)
+
+
 def _who() -> str:
     import getpass
 
