@@ -692,6 +692,42 @@ def portfolio_cmd(
             console.print(f"open order: {o['side']} {o['symbol']} {size} ({o['status']})", highlight=False)
 
 
+home_app = typer.Typer(no_args_is_help=True, help="The runtime home: relocate a copied home.")
+app.add_typer(home_app, name="home")
+
+
+@home_app.command("relocate")
+def home_relocate(
+    old: Annotated[Optional[Path], typer.Option("--from", metavar="DIR",
+                                                help="The home this one was copied from (default: what MLflow recorded).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Point a copied or moved home's stores at itself (MLflow records artifact paths as absolute)."""
+    from cappuccino_core.tracking.relocation import RelocationError, relocate_home
+
+    settings = _settings()
+    # Named, never shown: a database URL may hold a password.
+    skipped = tuple(name for name, value in (("the MLflow store of MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI")),
+                                             ("the study storage of CAPPUCCINO_STUDY_STORAGE", settings.study_storage))
+                    if value)
+    try:
+        done = relocate_home(Path(settings.home), old, skipped=skipped)
+    except RelocationError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        _print_json(done.to_dict())
+        return
+    counts = ", ".join(f"{store}: {n}" for store, n in done.rewritten.items())
+    console.print(f"home {done.new_home}: rewrote {sum(done.rewritten.values())} recorded path(s) under "
+                  f"{done.old_home} ({counts})", highlight=False, soft_wrap=True)
+    for store in done.skipped:
+        console.print(f"[yellow]not rewritten (outside the home): {store}[/yellow]", highlight=False)
+    if done.remaining:
+        err_console.print(f"[red]error:[/red] {done.remaining} value(s) still name {done.old_home}")
+        raise typer.Exit(1)
+
+
 def _who() -> str:
     import getpass
 
