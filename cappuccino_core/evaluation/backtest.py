@@ -40,6 +40,8 @@ POLICY_EXIT = "policy"
 END_EXIT = "end"
 """Exit reason of a position still open at the end of the window (marked at the last close)."""
 
+_REASON_NAMES = np.array([POLICY_EXIT, *(str(rule) for rule in EXIT_RULES)], dtype=object)  # by exit code
+
 
 @dataclass(frozen=True)
 class PolicyContext:
@@ -264,9 +266,9 @@ def _trades(panel: MarketPanel, start: int, horizon: int, opening: np.ndarray, s
     """
     held = np.flatnonzero(opening)
     end_units, peak = opening.copy(), np.abs(opening)
-    for a, q in zip(asset_idx.tolist(), qty.tolist()):
-        end_units[a] += q
-        peak[a] = max(peak[a], abs(end_units[a]))
+    for a in np.unique(asset_idx):
+        position = opening[a] + np.cumsum(qty[asset_idx == a])
+        end_units[a], peak[a] = position[-1], max(peak[a], float(np.max(np.abs(position))))
     marked = np.flatnonzero(np.abs(end_units) > _FLAT_RTOL * peak)  # flat as ``round_trips_from_fills`` judges it
     steps = np.concatenate([np.full(held.size, -1), step_idx, np.full(marked.size, horizon)])
     assets = np.concatenate([held, asset_idx, marked]).astype(int)
@@ -321,8 +323,8 @@ def _report(
     qty = units[step_idx, asset_idx]
     price = np.abs(notional[step_idx, asset_idx] / qty)
     fee = np.abs(notional[step_idx, asset_idx]) * config.fee_rate
-    names = (POLICY_EXIT, *(str(rule) for rule in EXIT_RULES))
-    fill_reason = np.array([names[c] if q < 0 else POLICY_EXIT for c, q in zip(reasons[step_idx, asset_idx], qty)], dtype=object)
+    codes = np.where(qty < 0, reasons[step_idx, asset_idx], 0)  # a buy is always the policy's
+    fill_reason = _REASON_NAMES[codes]
     trips, trades = _trades(panel, start, horizon, opening, step_idx, asset_idx, qty, price, fee, fill_reason)
     metrics = compute_performance(
         returns, bench_returns, panel.interval, weights=post_weights, weights_before_trade=pre_weights, round_trips=trips
