@@ -2,7 +2,7 @@
 # Screenshot the Prefect UI showing a pipeline run's verdict artifact, as a person sees it.
 #   bash scripts/screenshot_prefect_artifact.sh [OUT_DIR]
 #   -> OUT_DIR/prefect-artifact.png (the artifact's page: the verdict as markdown) and OUT_DIR/prefect-flow-run.png
-#      (the run's page: its graph marks the artifact on the publish_verdict task)
+#      (the run's page: its graph marks the artifact on the publish_verdict task) and OUT_DIR/prefect-artifacts.png
 # It starts a Prefect server of its own on a free port (its database in a temporary PREFECT_HOME),
 # runs a tiny pipeline (`cappuccino run`, a 180-day synthetic market, 2 + 6 trials; a few minutes)
 # against it in a temporary Cappuccino home (CAPPUCCINO_HOME to reuse one), takes the screenshots in
@@ -63,4 +63,5 @@ shot() {  # shot NAME URL
 }
 shot prefect-artifact.png "$PREFECT_UI_URL/artifacts/artifact/$artifact"
 shot prefect-flow-run.png "$PREFECT_UI_URL/runs/flow-run/$flow_run"
+shot prefect-artifacts.png "$PREFECT_UI_URL/artifacts"  # every key: pipeline-shot and the subflow's tournament-main
 echo "work folder (logs, home): $work"
