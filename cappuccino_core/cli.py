@@ -377,7 +377,9 @@ def _model_backtest(model: str, start: str, end: str):
     try:
         return backtest_model(settings, model, first, stop)
     except BacktestRefused as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        from rich.markup import escape
+
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)  # e.g. a list of symbols in brackets
         raise typer.Exit(2) from None
 
 
@@ -713,7 +715,9 @@ def home_relocate(
     try:
         done = relocate_home(Path(settings.home), old, skipped=skipped)
     except RelocationError as exc:
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        from rich.markup import escape
+
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from None
     if as_json:
         _print_json(done.to_dict())
