@@ -60,9 +60,10 @@ def tournament_markdown(report: dict[str, Any]) -> str:
     if report["repaired_mirror"]:
         lines += [f"Redid the MLflow mirror of {report['repaired_mirror']} match(es) an earlier run left undone.", ""]
     if report["played"]:
-        lines += ["| match | king | score | challenger | score | outcome | streak | note |", "|---|---|---|---|---|---|---|---|"]
+        lines += ["Matches played by this run (vN: version N of the registered model):", "",
+                  "| match | king | score | challenger | score | outcome | streak | note |", "|---|---|---|---|---|---|---|---|"]
         for m in report["played"]:
-            lines.append(f"| {m['match']} | `{m['king']}` | {_score(m['king_score'])} | `{m['challenger']}` | "
+            lines.append(f"| {m['match']} | {_short(m['king'])} | {_score(m['king_score'])} | {_short(m['challenger'])} | "
                          f"{_score(m['challenger_score'])} | {m['outcome']} | {m['streak']} | {_cell(_note(m))} |")
         lines.append("")
     else:
@@ -77,6 +78,11 @@ def _note(match: dict[str, Any]) -> str:
         edge = match.get("edge_test") or {}
         return f"edge test refused {match['rejected']}: " + "; ".join(edge.get("reasons") or [])
     return f"forfeit: {match['forfeit']}" if match["forfeit"] else ""
+
+
+def _short(model: str) -> str:
+    """``models:/name/12`` as ``v12`` (the table is narrow in the UI); other ids as they are."""
+    return "v" + model.rsplit("/", 1)[1] if model.startswith("models:/") and model.rsplit("/", 1)[1].isdigit() else f"`{model}`"
 
 
 def _score(value: float | None) -> str:

@@ -59,4 +59,5 @@ def test_the_tournament_run_publishes_the_king_and_its_matches_as_a_markdown_art
     assert artifact.description == headline
     assert artifact.data.startswith(f"# Cappuccino tournament, arena shown\n\n**{headline}**")
     [match] = report.played
-    assert f"| 1 | `{match['king']}` |" in artifact.data and f"| {match['outcome']} |" in artifact.data
+    king_version = match["king"].rsplit("/", 1)[1]
+    assert f"| 1 | v{king_version} |" in artifact.data and f"| {match['outcome']} |" in artifact.data
