@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-
 import pytest
 
 from cappuccino_core.config import Settings
@@ -51,7 +49,3 @@ def cli_env(model_home: ModelHome, monkeypatch: pytest.MonkeyPatch) -> ModelHome
     for key, value in model_home.env().items():
         monkeypatch.setenv(key, value)
     return model_home
-
-
-def home_path(model_home: ModelHome) -> Path:
-    return Path(model_home.settings.home)
