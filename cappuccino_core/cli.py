@@ -362,6 +362,116 @@ def models_list(
     console.print(table)
 
 
+ModelOption = Annotated[str, typer.Option("--model", metavar="URI",
+                                          help="models:/NAME/VERSION, models:/NAME@ALIAS, or king (the arena's king).")]
+StartOption = Annotated[str, typer.Option("--start", metavar="TIME", help="First bar of the window (ISO-8601, UTC).")]
+EndOption = Annotated[str, typer.Option("--end", metavar="TIME", help="End of the window, exclusive (ISO-8601, UTC).")]
+
+
+def _model_backtest(model: str, start: str, end: str):
+    """Backtest ``model`` on ``[start, end)``, or stop with one line saying why it cannot be."""
+    from cappuccino_core.views.model_backtest import BacktestRefused, backtest_model
+
+    settings = _settings()
+    first, stop = _time(start), _time(end)
+    try:
+        return backtest_model(settings, model, first, stop)
+    except BacktestRefused as exc:
+        from rich.markup import escape
+
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)  # e.g. a list of symbols in brackets
+        raise typer.Exit(2) from None
+
+
+@app.command("backtest")
+def backtest_cmd(
+    model: ModelOption,
+    start: StartOption,
+    end: EndOption,
+    export: Annotated[Optional[Path], typer.Option("--export", metavar="FILE.csv", help="Write every trade to this CSV file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Backtest a registered model on stored bars with the arena's backtester, costs and risk layers, beside the baselines."""
+    result = _model_backtest(model, start, end)
+    doc = result.to_dict()
+    if export is not None:
+        from cappuccino_core.views.model_backtest import write_trades_csv
+
+        rows = write_trades_csv(result, export)
+        (err_console if as_json else console).print(f"wrote {rows} trade(s) to {export}", highlight=False, soft_wrap=True)
+    if as_json:
+        _print_json(doc)
+        return
+    _print_backtest(doc)
+
+
+@app.command("plot")
+def plot_cmd(
+    model: ModelOption,
+    start: StartOption,
+    end: EndOption,
+    out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.png",
+                                                help="Where to write the PNG (default: <home>/plots/).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Draw a backtest: candles per pair with the model's trades and weights, and its equity beside the baselines."""
+    result = _model_backtest(model, start, end)
+    from cappuccino_core.views.model_plot import plot_backtest
+
+    if out is None:
+        name = (result.loaded.model_version and f"v{result.loaded.model_version}") or "model"
+        out = Path(_settings().home) / "plots" / f"backtest-{name}-{result.start:%Y%m%d%H%M}-{result.end:%Y%m%d%H%M}.png"
+    path = plot_backtest(result, out)
+    if as_json:
+        _print_json({"png": str(path), "model": result.model, "version": result.loaded.model_version,
+                     "start": result.start.isoformat(), "end": result.end.isoformat(),
+                     "symbols": list(result.panel.symbols), "trades": len(result.report.trades),
+                     "baselines": [b.policy for b in result.baselines]})
+        return
+    console.print(f"wrote {path}", highlight=False, soft_wrap=True)  # a path stays copyable
+
+
+def _print_backtest(doc: dict) -> None:
+    pct = lambda v: "-" if v is None else f"{v:+.2%}"  # noqa: E731
+    num = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    env, risk = doc["conditions"], doc["conditions"]["risk"]
+    version = f"v{doc['version']}" if doc["version"] else doc["model"]
+    console.print(f"[bold]Backtest of {doc['model']}[/bold] ({version}, study {doc['study']})", highlight=False)
+    console.print(f"{doc['interval']} bars, lookback {doc['lookback']}, {_short_time(doc['start'])} .. "
+                  f"{_short_time(doc['end'])} UTC, {doc['steps']} steps", highlight=False)
+    names = {"stop_loss": "stop-loss", "trailing_stop": "trailing stop", "max_position_fraction": "position cap",
+             "portfolio_trailing_stop": "portfolio stop", "profit_take_threshold": "take profit at +",
+             "move_to_cash_threshold": "move to cash"}
+    rules = ", ".join(f"{label}{'' if label.endswith('+') else ' '}{risk[key]:.0%}" for key, label in names.items()
+                      if risk.get(key) is not None) or "off"
+    console.print(f"fee {env['fee_rate']:.2%}, slippage {env['slippage_bps']:g} bps; risk layers: {rules}", highlight=False)
+    table = _wide_table("Beside the baselines (same bars and costs)",
+                        ("policy", "return", "Sharpe", "max DD", "alpha", "trades", "win rate"))
+    for name, m in [("model", doc["metrics"]), *((b["name"], b["metrics"]) for b in doc["baselines"])]:
+        table.add_row(name, pct(m["total_return"]), num(m["sharpe"]), "-" if m["max_drawdown"] is None else f"{m['max_drawdown']:.2%}",
+                      pct(m["alpha"]), _cell(m["trade_count"]), "-" if m["win_rate_trades"] is None else f"{m['win_rate_trades']:.0%}")
+    console.print(table)
+    pairs = _wide_table("Profit per pair",
+                        ("pair", "trades", "closed", "wins", "win rate", "P&L", "P&L % of cash"))
+    for p in doc["pairs"]:
+        pairs.add_row(p["symbol"], str(p["trades"]), str(p["closed"]), str(p["wins"]),
+                      "-" if p["win_rate"] is None else f"{p['win_rate']:.0%}", f"{p['pnl']:,.2f}", pct(p["pnl_fraction"]))
+    console.print(pairs)
+    exits = _wide_table("Exit reasons", ("reason", "by", "trades", "wins", "P&L"))
+    for e in doc["exit_reasons"]:
+        by = "risk layer" if e["risk_layer"] else "still open" if e["reason"] == "end" else "policy"
+        exits.add_row(e["reason"], by, str(e["trades"]), str(e["wins"]), f"{e['pnl']:,.2f}")
+    console.print(exits if doc["exit_reasons"] else "no trades")
+    shown = doc["trades"][-10:]
+    if shown:
+        trades = _wide_table(f"Last {len(shown)} of {len(doc['trades'])} trades (--export writes all)",
+                             ("pair", "entry", "exit", "bars", "P&L", "%", "exit reason"))
+        for t in shown:
+            trades.add_row(t["symbol"], _short_time(t["entry_time"])[5:], _short_time(t["exit_time"])[5:], str(t["bars_held"]),
+                           f"{t['pnl']:,.2f}", pct(t["pnl_fraction"]), t["exit_reason"])
+        console.print(trades)
+
+
 def _trials_table(title: str, trials: list[dict]) -> Table:
     """Trials best first: number, value, minutes, the hyperparameters (cut to the terminal's width)."""
     table = Table(title=title, title_justify="left")
@@ -534,6 +644,92 @@ def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
             str(r["errors"]),
         )
     console.print(table)
+
+
+@app.command("portfolio")
+def portfolio_cmd(
+    stage: Annotated[Optional[str], typer.Option("--stage", metavar="STAGE",
+                                                 help="sandbox, production or live (default: all).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Each trader's portfolio at its last step: positions, cash, equity, P&L since entry, open orders."""
+    from cappuccino_core.views.portfolio import PortfolioStage, portfolios
+
+    try:
+        wanted = None if stage is None else PortfolioStage(stage)
+    except ValueError:
+        err_console.print(f"[red]error:[/red] --stage must be one of {', '.join(s.value for s in PortfolioStage)}, "
+                          f"not {stage!r}", highlight=False)
+        raise typer.Exit(2) from None
+    docs = portfolios(_settings(), wanted)
+    if as_json:
+        _print_json({"portfolios": docs})
+        return
+    if not docs:
+        console.print(f"no {wanted or 'sandbox, production or live'} trader yet", highlight=False)
+        return
+    money = lambda v: "-" if v is None else f"{v:,.2f}"  # noqa: E731
+    table = _wide_table("Portfolios at each trader's last decided bar (vN: version N)",
+                        ("stage", "model", "state", "as of (UTC)", "equity", "cash", "P&L", "P&L %", "orders"))
+    for d in docs:
+        table.add_row(d["stage"], _short_model(d["model"]), d["state"], _short_time(d["as_of"])[5:] or "-",
+                      money(d["equity"]), money(d["cash"]), money(d["pnl"]),
+                      "-" if d["pnl_fraction"] is None else f"{d['pnl_fraction']:+.2%}", str(len(d["open_orders"])))
+    console.print(table)
+    for d in docs:
+        last = d["last_step"]
+        step = "no step yet" if last is None else (f"last step {_short_time(last['bar'])} {last['status']}, "
+                                                   f"recorded {_short_time(last['recorded_at'])}")
+        console.print(f"\n[bold]{d['stage']} {_short_model(d['model'])}[/bold] ({d['trader_id']}): {step}", highlight=False)
+        if d["positions"]:
+            held = _wide_table("", ("pair", "units", "price", "value", "weight"))
+            for pos in d["positions"]:
+                held.add_row(pos["symbol"], f"{pos['units']:.6g}", money(pos["price"]), money(pos["value"]),
+                             "-" if pos["weight"] is None else f"{pos['weight']:.1%}")
+            console.print(held)
+        elif d["as_of"] is not None:
+            console.print("no positions: all cash")
+        for o in d["open_orders"]:
+            size = f"{o['qty']:.6g} units" if o["qty"] is not None else f"{money(o['notional'])} notional"
+            console.print(f"open order: {o['side']} {o['symbol']} {size} ({o['status']})", highlight=False)
+
+
+home_app = typer.Typer(no_args_is_help=True, help="The runtime home: relocate a copied home.")
+app.add_typer(home_app, name="home")
+
+
+@home_app.command("relocate")
+def home_relocate(
+    old: Annotated[Optional[Path], typer.Option("--from", metavar="DIR",
+                                                help="The home this one was copied from (default: what MLflow recorded).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Point a copied or moved home's stores at itself (MLflow records artifact paths as absolute)."""
+    from cappuccino_core.tracking.relocation import RelocationError, relocate_home
+
+    settings = _settings()
+    # Named, never shown: a database URL may hold a password.
+    skipped = tuple(name for name, value in (("the MLflow store of MLFLOW_TRACKING_URI", os.environ.get("MLFLOW_TRACKING_URI")),
+                                             ("the study storage of CAPPUCCINO_STUDY_STORAGE", settings.study_storage))
+                    if value)
+    try:
+        done = relocate_home(Path(settings.home), old, skipped=skipped)
+    except RelocationError as exc:
+        from rich.markup import escape
+
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    if as_json:
+        _print_json(done.to_dict())
+        return
+    counts = ", ".join(f"{store}: {n}" for store, n in done.rewritten.items())
+    console.print(f"home {done.new_home}: rewrote {sum(done.rewritten.values())} recorded path(s) under "
+                  f"{done.old_home} ({counts})", highlight=False, soft_wrap=True)
+    for store in done.skipped:
+        console.print(f"[yellow]not rewritten (outside the home): {store}[/yellow]", highlight=False)
+    if done.remaining:
+        err_console.print(f"[red]error:[/red] {done.remaining} value(s) still name {done.old_home}")
+        raise typer.Exit(1)
 
 
 def _who() -> str:

@@ -2,7 +2,8 @@
 
 Each finding is an alert (log, database, notification URLs; never a secret), raised once an
 hour while it lasts (``cappuccino_core.lifecycle.health``). The run itself succeeds when it
-could check: its findings are in its report and in the alerts.
+could check: its findings are in its report, in the alerts and in the markdown artifact
+``health`` of the run (the Prefect UI shows the latest under Artifacts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
+from cappuccino_core.views.flow_markdown import health_headline, health_markdown
 from tasks import lifecycle as lifecycle_tasks
+from tasks.artifacts import publish_markdown
+
+ARTIFACT_KEY = "health"
 
 
 class HealthParams(BaseModel):
@@ -40,4 +45,5 @@ def health(params: HealthParams = HealthParams()) -> HealthReport:
     site = lifecycle_tasks.open_site(load_settings())
     at = ensure_utc(params.at) if params.at is not None else site.now()
     found = lifecycle_tasks.check_trading_health(site, at, params.grace_bars)
+    publish_markdown(ARTIFACT_KEY, health_markdown(found), health_headline(found))
     return HealthReport(**found)

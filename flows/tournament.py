@@ -3,6 +3,7 @@
 Deployed hourly and after training (``prefect.yaml``); one run at a time per arena (concurrency
 limit 1). A run that died anywhere resumes on the next one: the database is the source of truth
 (see ``cappuccino_core.arena``), and the mirror first redoes what an earlier run left undone.
+Its result is the markdown artifact ``tournament-<arena>`` of the run (king, streak, matches played).
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pydantic import BaseModel, Field
 from cappuccino_core.arena.config import ArenaConfig
 from cappuccino_core.arena.service import DEFAULT_ARENA
 from cappuccino_core.config import RunOverrides, settings_for
+from cappuccino_core.views.flow_markdown import artifact_key, tournament_headline, tournament_markdown
 from tasks.arena import admit_candidates, arena_report, mirror_matches, play_matches
+from tasks.artifacts import publish_markdown
 
 
 class TournamentParams(BaseModel):
@@ -53,4 +56,7 @@ def tournament(params: TournamentParams = TournamentParams()) -> TournamentRepor
     played = play_matches(settings, params.arena, config, params.max_matches)
     mirror_matches(settings, params.arena, config)  # the king crowned after the last match, if any
     status = arena_report(settings, params.arena)
-    return TournamentReport(arena=params.arena, admitted=admitted, repaired_mirror=repaired, played=played, status=status)
+    report = TournamentReport(arena=params.arena, admitted=admitted, repaired_mirror=repaired, played=played, status=status)
+    doc = report.model_dump(mode="json")
+    publish_markdown(artifact_key("tournament", params.arena), tournament_markdown(doc), tournament_headline(doc))
+    return report

@@ -116,7 +116,8 @@ def test_version_prints_the_package_version(home) -> None:
     assert result.stdout.strip() == f"cappuccino {version('cappuccino')}"
 
 
-@pytest.mark.parametrize("command", [["status"], ["data", "status"], ["run"], ["train", "status"]])
+@pytest.mark.parametrize("command", [["status"], ["data", "status"], ["run"], ["train", "status"], ["backtest"], ["plot"],
+                                     ["portfolio"], ["home", "relocate"]])
 def test_help_shows_flags_without_a_value_type(command) -> None:
     result = runner.invoke(app, [*command, "--help"], terminal_width=80)
     assert result.exit_code == 0

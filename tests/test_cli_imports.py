@@ -32,7 +32,8 @@ def _loaded_after(args: list[str], home: Path) -> tuple[subprocess.CompletedProc
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["status", "--json"], ["train", "status", "--json"],
-                                  ["arena", "status", "--json"], ["data", "ingest", "--help"]])
+                                  ["arena", "status", "--json"], ["data", "ingest", "--help"], ["portfolio", "--json"],
+                                  ["backtest", "--help"], ["plot", "--help"]])
 def test_help_version_and_the_views_import_no_heavy_library(tmp_path, args) -> None:
     proc, loaded = _loaded_after(args, tmp_path / "home")
     assert loaded == [], f"cappuccino {' '.join(args)} imported {loaded}"
