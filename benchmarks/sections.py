@@ -300,7 +300,7 @@ def bench_risk() -> dict:
     from dataclasses import replace
 
     from cappuccino_core.agents.fit import AgentPolicy, ValidationSet, evaluate_policy, fit_agent
-    from cappuccino_core.trading.risk_config import RiskConfig
+    from cappuccino_core.risk.config import RiskConfig
 
     market = SyntheticMarketConfig(seed=7, plant_strength=2.0)
     panel = build_panel(generate_bars(market, market.origin, market.origin + timedelta(days=365)), interval=Interval.H1)

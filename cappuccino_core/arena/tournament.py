@@ -58,7 +58,7 @@ from cappuccino_core.arena.promotion import EdgeTestResult, edge_test
 from cappuccino_core.arena.state import ArenaStatus, EntrantState, ThroneState
 from cappuccino_core.arena.store import ArenaStore, RecordOutcome
 from cappuccino_core.clock import Clock
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.evaluation.baselines import default_baselines
 from cappuccino_core.evaluation.scoring import window_bars

@@ -16,7 +16,7 @@ from cappuccino_core.data.ingest import make_source
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
-from cappuccino_core.env.accounting import ACTION_MAPPING
+from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.features.panel_builder import build_panel

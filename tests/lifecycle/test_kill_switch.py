@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from cappuccino_core.clock import FixedClock
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.kill_switch import KillIncomplete, KillSwitch, halt_check, kill
 from cappuccino_core.lifecycle.tables import StepInFlightRow
 from cappuccino_core.trading.alpaca_broker import AlpacaBroker
