@@ -21,7 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from cappuccino_core.arena.admission import STATUS_TAG, parse_version_uri
-from cappuccino_core.arena.match import MatchResult
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.state import ArenaStatus
 from cappuccino_core.arena.store import ArenaStore
 from cappuccino_core.registry.models import delete_alias, model_aliases, set_alias, set_version_tag

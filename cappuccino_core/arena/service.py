@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cappuccino_core.arena.admission import admit_candidates
 from cappuccino_core.arena.config import ArenaConfig
-from cappuccino_core.arena.match import MatchResult
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.mirror import ArenaMirror, mirror_match, mirror_pending
 from cappuccino_core.arena.standing import DEFAULT_ARENA, arena_status, match_summary, status_dict  # noqa: F401 - re-exported
 from cappuccino_core.arena.store import ArenaStore
