@@ -32,7 +32,7 @@ from cappuccino_core.env.config import EnvConfig, RewardMode
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.protocol import ObservationLayout, StepResult
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.risk import RiskConfig, RiskDecision, RiskState, apply_risk, update_after_fills
+from cappuccino_core.risk.layers import RiskConfig, RiskDecision, RiskState, apply_risk, update_after_fills
 
 
 @dataclass(frozen=True)

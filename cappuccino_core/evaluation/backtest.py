@@ -19,7 +19,7 @@ from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv
 from cappuccino_core.evaluation.metrics import PerformanceReport, compute_performance, round_trips_from_fills
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.risk import RiskRule
+from cappuccino_core.risk.layers import RiskRule
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import Policy
 from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.features.spec import FeatureSpec
-from cappuccino_core.risk import RiskConfig
+from cappuccino_core.risk.layers import RiskConfig
 
 
 @dataclass(frozen=True, eq=False)

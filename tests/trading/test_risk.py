@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cappuccino_core.accounting import ExecutionCosts, execute_actions, portfolio_value
-from cappuccino_core.risk import (
+from cappuccino_core.risk.layers import (
     RiskConfig,
     RiskDecision,
     RiskRule,
