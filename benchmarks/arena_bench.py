@@ -43,7 +43,7 @@ from cappuccino_core.arena.tournament import Arena
 from cappuccino_core.clock import FixedClock
 from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
 from cappuccino_core.db import create_schema, make_engine, session_factory
-from cappuccino_core.env.accounting import ExecutionCosts, actions_for_target_weights
+from cappuccino_core.accounting import ExecutionCosts, actions_for_target_weights
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import PolicyContext

@@ -266,7 +266,7 @@ def bench_make_run() -> dict:
         env.pop("MLFLOW_TRACKING_URI", None)
         env.pop("CAPPUCCINO_STUDY_STORAGE", None)
         started = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "cappuccino_core.cli", "run", "--demo", "--json"],
+        proc = subprocess.run([sys.executable, "-m", "cli.app", "run", "--demo", "--json"],
                               capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
@@ -300,7 +300,7 @@ def bench_risk() -> dict:
     from dataclasses import replace
 
     from cappuccino_core.agents.fit import AgentPolicy, ValidationSet, evaluate_policy, fit_agent
-    from cappuccino_core.trading.risk_config import RiskConfig
+    from cappuccino_core.risk.config import RiskConfig
 
     market = SyntheticMarketConfig(seed=7, plant_strength=2.0)
     panel = build_panel(generate_bars(market, market.origin, market.origin + timedelta(days=365)), interval=Interval.H1)
@@ -405,7 +405,7 @@ def bench_cli() -> dict:
         times = []
         for _ in range(5):
             started = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "cappuccino_core.cli", *args], capture_output=True, text=True,
+            proc = subprocess.run([sys.executable, "-m", "cli.app", *args], capture_output=True, text=True,
                                   env=env, cwd=REPO)
             times.append(time.perf_counter() - started)
             if proc.returncode != 0:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from typer.testing import CliRunner
 
-from cappuccino_core.cli import app
+from cli.app import app
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
@@ -93,7 +93,7 @@ def test_ingest_with_refused_keys_prints_one_line_naming_the_cause_and_no_traceb
                    CAPPUCCINO_SYMBOLS="BTC/USD", CAPPUCCINO_HISTORY_DAYS="7", APCA_API_KEY_ID="PKWRONGKEY0001",
                    APCA_API_SECRET_KEY="wrong-secret-0001",
                    PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120")  # the ephemeral server, on a busy machine
-        done = subprocess.run([sys.executable, "-c", "from cappuccino_core.cli import app; app()", "data", "ingest"],
+        done = subprocess.run([sys.executable, "-c", "from cli.app import app; app()", "data", "ingest"],
                               env=env, capture_output=True, text=True, timeout=500, cwd=tmp_path)
         requests = len(fake.bar_requests())
     assert done.returncode == 1, done.stdout + done.stderr

@@ -16,7 +16,7 @@ HEAVY = ("torch", "mlflow", "prefect", "matplotlib", "talib", "optuna.importance
 _PROBE = """
 import atexit, json, sys
 atexit.register(lambda: sys.stderr.write("\\nLOADED " + json.dumps([m for m in {heavy!r} if m in sys.modules]) + "\\n"))
-from cappuccino_core.cli import app
+from cli.app import app
 sys.argv = ["cappuccino", *{args!r}]
 app()
 """
@@ -57,7 +57,7 @@ def test_the_modules_the_status_board_reads_through_import_no_heavy_library() ->
 
 def test_importing_the_command_line_leaves_the_environment_alone(monkeypatch) -> None:
     monkeypatch.delenv("DO_NOT_TRACK", raising=False)
-    code = "import os, cappuccino_core.cli; print(os.environ.get('DO_NOT_TRACK'))"
+    code = "import os, cli.app; print(os.environ.get('DO_NOT_TRACK'))"
     env = {k: v for k, v in os.environ.items() if k != "DO_NOT_TRACK"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**env, "PYTHONPATH": str(REPO)})

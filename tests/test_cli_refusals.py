@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 _PROBE = """
 import atexit, json, sys
 atexit.register(lambda: sys.stderr.write("\\nLOADED " + json.dumps(sorted(m for m in ("prefect", "flows.ingest") if m in sys.modules)) + "\\n"))
-from cappuccino_core.cli import app
+from cli.app import app
 sys.argv = ["cappuccino", *{args!r}]
 app()
 """

@@ -74,7 +74,7 @@ def test_planted_secrets_appear_in_no_command_output_and_no_file_under_the_home(
         outputs = {}
         for command in (["settings"], ["-v", "kill", "--reason", f"test {LIVE_KEY}"], ["-v", "resume"],
                         ["status", "--json"]):
-            done = subprocess.run([sys.executable, "-c", "from cappuccino_core.cli import app; app()", *command],
+            done = subprocess.run([sys.executable, "-c", "from cli.app import app; app()", *command],
                                   cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
             outputs[" ".join(command)] = (done.returncode, done.stdout + done.stderr)
 

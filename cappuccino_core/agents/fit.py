@@ -22,7 +22,7 @@ from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.networks import ActorCritic
 from cappuccino_core.agents.ppo import TrainResult, train
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.env.accounting import ACTION_MAPPING
+from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv

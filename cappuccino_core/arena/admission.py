@@ -16,13 +16,21 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from cappuccino_core.arena.state import EntrantState
 from cappuccino_core.arena.tournament import Arena
-from cappuccino_core.registry.models import CANDIDATE_STAGE, DEFAULT_MODEL_NAME, parse_version_uri, version_uri  # noqa: F401 (re-exported)
+from cappuccino_core.registry.models import (  # noqa: F401 (parse_version_uri re-exported)
+    CANDIDATE_STAGE,
+    DEFAULT_MODEL_NAME,
+    RegisteredVersion,
+    all_versions,
+    parse_version_uri,
+    version_uri,
+)
+
+if TYPE_CHECKING:
+    from cappuccino_core.tracking.store import TrackingClient
 
 logger = logging.getLogger(__name__)
 
@@ -33,22 +41,13 @@ ENTRY_STAGES = frozenset({CANDIDATE_STAGE, "arena"})
 """Values of the version tag ``stage`` that admission accepts (``lifecycle.stages``: arena)."""
 
 
-def candidate_versions(client: MlflowClient, model_name: str = DEFAULT_MODEL_NAME) -> list[ModelVersion]:
+def candidate_versions(client: TrackingClient, model_name: str = DEFAULT_MODEL_NAME) -> list[RegisteredVersion]:
     """Return the versions of ``model_name`` whose ``stage`` tag is an entry stage, in registration order."""
-    if "'" in model_name:
-        raise ValueError(f"model names with single quotes cannot be searched: {model_name!r}")
-    found: list[ModelVersion] = []
-    token = None
-    while True:  # one paged search, filtered here (not every store supports IN on tags)
-        page = client.search_model_versions(f"name = '{model_name}'", max_results=1000, page_token=token)
-        found.extend(v for v in page if v.tags.get("stage") in ENTRY_STAGES)
-        token = page.token
-        if not token:
-            break
-    return sorted(found, key=lambda v: int(v.version))
+    # Filtered here, not in the search: not every store supports IN on tags.
+    return [v for v in all_versions(client, model_name) if v.tags.get("stage") in ENTRY_STAGES]
 
 
-def admit_candidates(arena: Arena, client: MlflowClient, *, model_name: str = DEFAULT_MODEL_NAME) -> list[EntrantState]:
+def admit_candidates(arena: Arena, client: TrackingClient, *, model_name: str = DEFAULT_MODEL_NAME) -> list[EntrantState]:
     """Register every candidate version the arena does not know yet; return the new entrants in order.
 
     Raises:

@@ -21,7 +21,7 @@ class ArenaConfig:
 
     The holdout panel is cut into non-overlapping windows of ``window_hours`` (as bars of its interval). The latest
     ``confirmation_fraction`` of them are the **confirmation windows**: never used by a match,
-    only by the edge test (``promotion.edge_test``), so a king is never confirmed on the data
+    only by the edge test (``edge_test.edge_test``), so a king is never confirmed on the data
     it was selected on. Matches draw ``windows_per_match`` of the remaining **match windows**.
     """
 

@@ -162,12 +162,6 @@ class WindowEvaluator:
         self._remember(fresh)
         self.evaluations += len(fresh)
 
-    def forget(self, model_ids: Sequence[str]) -> None:
-        """Drop models that left the arena from memory (their rows stay in the database)."""
-        for model_id in model_ids:
-            self._memory.pop(model_id, None)
-            self._db_checked.discard(model_id)
-
     def _remember(self, results: Sequence[WindowResult]) -> None:
         for r in results:
             self._memory.setdefault(r.model_id, {})[r.start_ns] = _share_index(r, self._index)

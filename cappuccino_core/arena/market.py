@@ -118,7 +118,7 @@ def baseline_env(market: EnvConfig) -> EnvConfig:
     """Return the market's config with the risk layers off (rule-based baselines trade without them)."""
     values = market.to_dict()
     if "risk" in values:
-        from cappuccino_core.trading.risk_config import RiskConfig
+        from cappuccino_core.risk.config import RiskConfig
 
         values["risk"] = RiskConfig.off().to_dict()
         values["action_dampening"] = 1.0

@@ -18,16 +18,17 @@ limit of 1): two mirrors racing could both create the run of one match.
 from __future__ import annotations
 
 import logging
-
-from mlflow.entities import Param, RunTag
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from cappuccino_core.arena.admission import STATUS_TAG, parse_version_uri
-from cappuccino_core.arena.match import MatchResult
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.state import ArenaStatus
 from cappuccino_core.arena.store import ArenaStore
-from cappuccino_core.tracking.runs import NOTE_TAG, end_run, get_or_create_experiment, log_metrics
+from cappuccino_core.registry.models import delete_alias, model_aliases, set_alias, set_version_tag
+from cappuccino_core.tracking.runs import NOTE_TAG, end_run, get_or_create_experiment, log_metrics, log_params_and_tags
+
+if TYPE_CHECKING:
+    from cappuccino_core.tracking.store import TrackingClient
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ ARENA_DESCRIPTION = (
 class ArenaMirror:
     """Writes an arena's matches and standings into one MLflow store."""
 
-    def __init__(self, client: MlflowClient, *, model_name: str, artifact_location: str | None) -> None:
+    def __init__(self, client: TrackingClient, *, model_name: str, artifact_location: str | None) -> None:
         """Use ``client``; create the ``arena`` experiment if needed (at ``artifact_location``).
 
         Args:
@@ -114,8 +115,7 @@ class ArenaMirror:
             ).info.run_id
             started_ms = played_ms
         try:
-            self.client.log_batch(run_id, params=[Param(k, v) for k, v in _params(result).items()],
-                                  tags=[RunTag(k, v) for k, v in _tags(result).items()])
+            log_params_and_tags(self.client, run_id, _params(result), _tags(result))
             log_metrics(self.client, run_id, _metrics(result), reasons=_undefined_reasons(result))
             self.client.set_tag(run_id, LOGGED_TAG, "true")
         except BaseException:
@@ -127,24 +127,18 @@ class ArenaMirror:
 
     def _set_status(self, candidate_id: str, value: str) -> None:
         name, version = parse_version_uri(candidate_id)
-        self.client.set_model_version_tag(name, version, STATUS_TAG, value)
+        set_version_tag(self.client, name, version, STATUS_TAG, value)
 
     def _crown(self, candidate_id: str) -> None:
         name, version = parse_version_uri(candidate_id)
         self._check_model(name, candidate_id)
-        self.client.set_model_version_tag(name, version, STATUS_TAG, "king")
-        if self.client.get_registered_model(name).aliases.get(KING_ALIAS) != version:
-            self.client.set_registered_model_alias(name, KING_ALIAS, version)
+        set_version_tag(self.client, name, version, STATUS_TAG, "king")
+        if model_aliases(self.client, name).get(KING_ALIAS) != version:
+            set_alias(self.client, name, KING_ALIAS, version)
 
     def _drop_alias(self) -> None:
-        try:
-            aliases = self.client.get_registered_model(self.model_name).aliases
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                raise
-            return  # no model registered yet: no alias to drop
-        if KING_ALIAS in aliases:
-            self.client.delete_registered_model_alias(self.model_name, KING_ALIAS)
+        if KING_ALIAS in model_aliases(self.client, self.model_name):  # none before a model is registered
+            delete_alias(self.client, self.model_name, KING_ALIAS)
 
     def _check_model(self, name: str, candidate_id: str) -> None:
         if name != self.model_name:

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from cappuccino_core.arena.admission import admit_candidates
 from cappuccino_core.arena.config import ArenaConfig
-from cappuccino_core.arena.match import MatchResult
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.mirror import ArenaMirror, mirror_match, mirror_pending
 from cappuccino_core.arena.standing import DEFAULT_ARENA, arena_status, match_summary, status_dict  # noqa: F401 - re-exported
 from cappuccino_core.arena.store import ArenaStore
@@ -101,21 +100,3 @@ def play(arena: Arena, site: ArenaSite, *, max_matches: int | None = None) -> li
     mirror = site.mirror()
     return arena.play(site.markets(arena.store, arena.arena_id), max_matches=max_matches,
                       on_match=lambda result: mirror_match(arena.store, mirror, result))
-
-
-def run_arena(settings: Settings, *, arena_id: str = DEFAULT_ARENA, config: ArenaConfig = TOURNAMENT_CONFIG,
-              database_url: str | None = None, max_matches: int | None = None, clock: Clock | None = None) -> dict[str, Any]:
-    """Admit new candidates, repair the mirror, play every pending match, mirror; return a report.
-
-    Raises:
-        match.WindowsDoNotFit: a match's holdout is too short for the windows (nothing recorded for it).
-        evaluator.EvaluationError: a candidate could not be loaded or evaluated.
-    """
-    site = ArenaSite.from_settings(settings, database_url)
-    arena = open_arena(site, arena_id, config, clock)
-    admitted = admit(arena, site)
-    repaired = mirror_arena(arena, site)
-    played = play(arena, site, max_matches=max_matches)
-    mirror_arena(arena, site)  # the king crowned after the last match, if any
-    return {"arena": arena_id, "admitted": admitted, "repaired_mirror": repaired,
-            "played": [match_summary(r) for r in played], "status": status_dict(arena.store, arena_id)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from cappuccino_core.arena.match import MatchResult
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.state import ArenaStatus
 from cappuccino_core.arena.store import ArenaStore
 from cappuccino_core.config import Settings
@@ -17,7 +17,7 @@ from cappuccino_core.db import create_schema, default_database_url, make_engine,
 from cappuccino_core.study.storage import sqlite_path
 
 if TYPE_CHECKING:
-    from cappuccino_core.arena.promotion import EdgeTestResult
+    from cappuccino_core.arena.edge_test import EdgeTestResult
 
 DEFAULT_ARENA = "main"
 

@@ -23,7 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cappuccino_core.arena.config import ArenaConfig
-from cappuccino_core.arena.match import MatchOutcome, MatchResult, WindowResult
+from cappuccino_core.arena.match import MatchOutcome, WindowResult
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.state import ArenaStatus, EntrantState, EntrantStatus, ExitReason, ThroneState
 from cappuccino_core.arena.tables import ArenaEntrantRow, ArenaMatchRow, ArenaStateRow, ArenaWindowResultRow
 from cappuccino_core.clock import ensure_utc

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cappuccino_core.arena.config import ArenaConfig
+from cappuccino_core.arena.edge_test import EdgeTestResult, edge_test
 from cappuccino_core.arena.evaluator import BASELINE_PREFIX, PolicyLoader, WindowEvaluator, WindowMemory, context_hash
 from cappuccino_core.arena.market import ArenaMarket, FixedMarket, MarketSource, Player
 from cappuccino_core.arena.match import (
@@ -44,7 +45,6 @@ from cappuccino_core.arena.match import (
     SEED_WINDOWS,
     HoldoutWindows,
     MatchOutcome,
-    MatchResult,
     WindowsDoNotFit,
     decide_outcome,
     derive_seed,
@@ -54,11 +54,11 @@ from cappuccino_core.arena.match import (
     match_score,
     mean_alpha,
 )
-from cappuccino_core.arena.promotion import EdgeTestResult, edge_test
+from cappuccino_core.arena.results import MatchResult
 from cappuccino_core.arena.state import ArenaStatus, EntrantState, ThroneState
 from cappuccino_core.arena.store import ArenaStore, RecordOutcome
 from cappuccino_core.clock import Clock
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.evaluation.baselines import default_baselines
 from cappuccino_core.evaluation.scoring import window_bars

@@ -31,8 +31,3 @@ BAR_SCHEMA: dict[str, pl.DataType] = {
     "trade_count": pl.Float64(),
     "vwap": pl.Float64(),
 }
-
-
-def empty_bars() -> pl.DataFrame:
-    """Return an empty bar table with the required columns and types."""
-    return pl.DataFrame(schema={c: BAR_SCHEMA[c] for c in REQUIRED_COLUMNS})

@@ -34,11 +34,6 @@ class Interval(StrEnum):
         """Bars in a 365-day year of round-the-clock trading (the annualisation factor)."""
         return SECONDS_PER_YEAR / self.seconds
 
-    @property
-    def polars_every(self) -> str:
-        """The duration string polars uses for this interval (``1m`` is one minute there)."""
-        return self.value
-
     @classmethod
     def parse(cls, text: str) -> Interval:
         """Parse ``"1h"``, ``"60m"``, ``"1Hour"`` and friends; raise ``ValueError`` naming the input."""

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.risk.config import RiskConfig
 
 
 class RewardMode(StrEnum):
@@ -25,7 +25,7 @@ class EnvConfig:
     at the **open of bar t+1** with slippage; the step's return is measured from the close of
     ``t`` to the close of ``t+1``.
 
-    Risk layers (``cappuccino_core.trading.risk``): the policy's actions pass through
+    Risk layers (``cappuccino_core.risk``): the policy's actions pass through
     ``apply_risk`` with ``risk`` before they are filled, in training, backtests, validation, the
     arena and the trader alike (one implementation), and ``EnvConfig()`` has the same defaults
     every trader applies (``RiskConfig()``), so a model is selected under the very rules it

@@ -9,7 +9,7 @@ Timeline of one step for an episode at decision bar ``t`` (see ``EnvConfig``):
    ``log(V[t+1] / V[t])``, optionally minus the log return of the equal-weight
    buy-and-hold index over the same bar, minus a concentration penalty, times a scale.
 
-Between 1 and 2 the risk layers (``cappuccino_core.trading.risk``, ``EnvConfig.risk``) turn the
+Between 1 and 2 the risk layers (``cappuccino_core.risk``, ``EnvConfig.risk``) turn the
 policy's actions into the actions filled, at the decision prices ``close[t]``; after the fills
 they book them into the risk state (entry prices, peaks, cycles), marked at ``close[t + 1]``.
 Action dampening happens there and nowhere else.
@@ -27,12 +27,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from cappuccino_core.env.accounting import ExecutionCosts, Fills, execute_actions, portfolio_value
+from cappuccino_core.accounting import ExecutionCosts, Fills, execute_actions, portfolio_value
 from cappuccino_core.env.config import EnvConfig, RewardMode
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.protocol import ObservationLayout, StepResult
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.trading.risk import RiskConfig, RiskDecision, RiskState, apply_risk, update_after_fills
+from cappuccino_core.risk.layers import RiskConfig, RiskDecision, RiskState, apply_risk, update_after_fills
 
 
 @dataclass(frozen=True)

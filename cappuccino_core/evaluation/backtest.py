@@ -24,7 +24,7 @@ from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv
 from cappuccino_core.evaluation.metrics import PerformanceReport, RoundTrip, compute_performance, round_trips_from_fills
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.trading.risk import RiskDecision, RiskRule
+from cappuccino_core.risk.layers import RiskDecision, RiskRule
 
 _FLAT_RTOL = 1e-9  # a position this small relative to its peak is flat (as in ``metrics.round_trips_from_fills``)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from cappuccino_core.data.symbols import base_asset
-from cappuccino_core.env.accounting import ExecutionCosts, actions_for_target_weights
+from cappuccino_core.accounting import ExecutionCosts, actions_for_target_weights
 from cappuccino_core.evaluation.backtest import PolicyContext
 
 

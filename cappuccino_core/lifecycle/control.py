@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.kill_switch import HaltState, KillIncomplete, KillReport, kill
 from cappuccino_core.lifecycle.production import production_trader_id

@@ -44,7 +44,7 @@ from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.lifecycle.verdict import Level, MonitorVerdict, verdict
 from cappuccino_core.trading.broker import Broker, BrokerError
 from cappuccino_core.trading.journal import StepStatus
-from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.risk.layers import RiskConfig
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING, Any
 
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.store import LifecycleStore
 from cappuccino_core.registry.models import parse_version_uri, set_alias, set_version_tag, version_uri
+
+if TYPE_CHECKING:
+    from cappuccino_core.tracking.store import TrackingClient
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class MirrorReport:
     aliases_removed: tuple[str, ...]
 
 
-def mirror_lifecycle(store: LifecycleStore, client: MlflowClient) -> MirrorReport:
+def mirror_lifecycle(store: LifecycleStore, client: TrackingClient) -> MirrorReport:
     """Make MLflow's ``stage`` tags and ``production``/``live`` aliases match the store.
 
     Raises:
@@ -88,7 +89,7 @@ def mirror_lifecycle(store: LifecycleStore, client: MlflowClient) -> MirrorRepor
     return MirrorReport(tuple(tags_set), tuple(aliases_set), tuple(removed))
 
 
-def _stage_tags(client: MlflowClient, name: str) -> dict[str, str | None]:
+def _stage_tags(client: TrackingClient, name: str) -> dict[str, str | None]:
     """Return the ``stage`` tag of every version of ``name`` (one paged search, not one call per version)."""
     if "'" in name:
         raise ValueError(f"model names with single quotes cannot be searched: {name!r}")
@@ -102,7 +103,7 @@ def _stage_tags(client: MlflowClient, name: str) -> dict[str, str | None]:
             return found
 
 
-def mirror_gate_decision(client: MlflowClient, model_id: str, decision: Mapping[str, Any]) -> None:
+def mirror_gate_decision(client: TrackingClient, model_id: str, decision: Mapping[str, Any]) -> None:
     """Tag the version with a green-light decision: ``green_light`` and one tag per rule.
 
     ``decision`` is ``GreenLightDecision.to_dict()``: tags ``green_light`` (``allowed`` or

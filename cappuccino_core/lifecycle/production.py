@@ -47,7 +47,7 @@ from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.risk.config import RiskConfig
 
 if TYPE_CHECKING:  # the traders (torch) are imported by the steps: the status board only reads records
     from cappuccino_core.trading.sim_broker import SimBroker

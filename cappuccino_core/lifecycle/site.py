@@ -44,10 +44,9 @@ from cappuccino_core.trading.broker import Broker
 # MLflow, torch (models, SimBroker, journals) and alpaca-py are imported where they are used:
 # the status board opens a site only to read the database.
 if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
-
-    from cappuccino_core.env.accounting import ExecutionCosts
+    from cappuccino_core.accounting import ExecutionCosts
     from cappuccino_core.lifecycle.mirror import MirrorReport
+    from cappuccino_core.tracking.store import TrackingClient
     from cappuccino_core.trading.alpaca_broker import AlpacaBroker
     from cappuccino_core.trading.journal import TradeJournal
     from cappuccino_core.trading.model import TradingModel
@@ -183,7 +182,7 @@ class LifecycleSite:
         client = self.mlflow()
         return None if client is None else mirror_lifecycle(self.store, client)
 
-    def mlflow(self) -> MlflowClient | None:
+    def mlflow(self) -> TrackingClient | None:
         """A client of the site's MLflow store (created if needed), ``None`` without one."""
         from cappuccino_core.tracking.store import client as mlflow_client
         from cappuccino_core.tracking.store import ensure_store

@@ -112,11 +112,6 @@ class TrackRecord:
         return TrackRecord(start, self.times[first:], self.returns[first:], self.benchmark_returns[first:],
                            self.interval, tuple(t for t in self.error_times if t > cut))
 
-    def errors_since(self, moment: datetime) -> int:
-        """Return how many errors were recorded after ``moment``."""
-        moment = ensure_utc(moment)
-        return sum(1 for t in self.error_times if t > moment)
-
     def daily_returns(self) -> list[tuple[date, float]]:
         """Return each UTC day's compounded return, in order (days without a mark are absent)."""
         days: dict[date, list[float]] = {}

@@ -17,7 +17,7 @@ import numpy as np
 from cappuccino_core.arena.market import trading_env
 from cappuccino_core.arena.service import DEFAULT_ARENA, ArenaSite
 from cappuccino_core.config import Settings
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.evaluation.backtest import backtest
 from cappuccino_core.pipeline.offline import baseline_results, figures
 

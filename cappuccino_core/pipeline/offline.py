@@ -17,7 +17,7 @@ import numpy as np
 from cappuccino_core.arena.market import baseline_env
 from cappuccino_core.config import Settings
 from cappuccino_core.data.store import BarStore
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import backtest

@@ -23,6 +23,9 @@ from cappuccino_core.registry.loader import INTEGRITY_TAGS, checkpoint_digests, 
 
 DEFAULT_MODEL_NAME = "cappuccino-ppo"
 
+RegisteredVersion = ModelVersion
+"""The registry's record of one model version (name, version, tags, source)."""
+
 
 def version_uri(model_name: str, version: str | int) -> str:
     """Return the id of a registered model version everywhere (arena, lifecycle): ``models:/<name>/<version>``."""
@@ -121,6 +124,21 @@ def set_version_tag(client: MlflowClient, name: str, version: str, key: str, val
 def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
     """Point alias ``alias`` of registered model ``name`` at ``version`` (moving it if set)."""
     client.set_registered_model_alias(name, alias, str(version))
+
+
+def model_aliases(client: MlflowClient, name: str) -> dict[str, str]:
+    """Return the aliases of registered model ``name`` (alias -> version); none when it is not registered."""
+    try:
+        return dict(client.get_registered_model(name).aliases)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return {}
+
+
+def delete_alias(client: MlflowClient, name: str, alias: str) -> None:
+    """Remove alias ``alias`` of registered model ``name``."""
+    client.delete_registered_model_alias(name, alias)
 
 
 def versions_of_study(client: MlflowClient, study: str, model_name: str = DEFAULT_MODEL_NAME) -> list[ModelVersion]:

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from cappuccino_core.clock import ensure_utc, parse_utc
-from cappuccino_core.data.intervals import Interval
 from cappuccino_core.features.panel import MarketPanel
 
 DAY = timedelta(days=1)
@@ -94,10 +93,6 @@ def holdout_panel(panel: MarketPanel, split: HistorySplit, lookback: int) -> Mar
     held = rows_between(panel, split.search_end, split.holdout_end)
     first = int(np.searchsorted(panel.timestamps, held.timestamps[0]))
     return panel.rows(max(first - (lookback - 1), 0), first + held.num_bars)
-
-
-def bars_per_week(interval: Interval) -> float:
-    return 7 * 24 * 3600 / interval.seconds
 
 
 def _floor_day(t: datetime) -> datetime:

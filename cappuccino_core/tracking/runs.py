@@ -213,6 +213,12 @@ def log_metrics(
     _log_batch(client, run_id, metrics=good, tags=undefined)
 
 
+def log_params_and_tags(client: MlflowClient, run_id: str, params: Mapping[str, str], tags: Mapping[str, str]) -> None:
+    """Log ``params`` and ``tags`` on run ``run_id`` in one batch (values as given, already strings)."""
+    client.log_batch(run_id, params=[Param(k, v) for k, v in params.items()],
+                     tags=[RunTag(k, v) for k, v in tags.items()])
+
+
 def log_curve(client: MlflowClient, run_id: str, key: str, points: Sequence[tuple[int, float]]) -> None:
     """Log a learning curve ``[(step, value), ...]`` as step metrics, 1000 per batch (MLflow's cap).
 

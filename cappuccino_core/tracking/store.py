@@ -28,6 +28,9 @@ import cappuccino_core
 if TYPE_CHECKING:  # MLflow is imported by the functions that talk to it: reading a path must stay cheap
     from mlflow.tracking import MlflowClient
 
+    TrackingClient = MlflowClient
+    """The client of one tracking and registry store; code outside ``tracking``/``registry`` names it so."""
+
 logger = logging.getLogger(__name__)
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"

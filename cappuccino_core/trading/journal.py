@@ -32,7 +32,7 @@ from cappuccino_core.clock import ensure_utc
 from cappuccino_core.db import Base, UTCDateTime, session_factory
 
 if TYPE_CHECKING:  # torch is imported by the trader state's methods: reading a journal does not need it
-    from cappuccino_core.trading.risk_state import RiskState
+    from cappuccino_core.risk.state import RiskState
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class TraderState:
     @classmethod
     def initial(cls, num_assets: int) -> TraderState:
         """Return the state of a trader that has not decided yet."""
-        from cappuccino_core.trading.risk_state import RiskState
+        from cappuccino_core.risk.state import RiskState
 
         return cls(risk=RiskState.initial(1, num_assets))
 
@@ -158,7 +158,7 @@ class TraderState:
         """Rebuild from ``to_json`` output."""
         import torch
 
-        from cappuccino_core.trading.risk_state import RiskState
+        from cappuccino_core.risk.state import RiskState
 
         payload = json.loads(text)
         num_assets = len(payload["risk"]["entry_price"][0])

@@ -8,13 +8,13 @@ from pathlib import Path
 from cappuccino_core.agents.checkpoint import ModelCard, load_checkpoint
 from cappuccino_core.agents.fit import AgentPolicy
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import Policy
 from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.features.spec import FeatureSpec
-from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.risk.layers import RiskConfig
 
 
 @dataclass(frozen=True, eq=False)

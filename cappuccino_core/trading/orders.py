@@ -21,7 +21,7 @@ import torch
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.symbols import symbol_key
-from cappuccino_core.env.accounting import ExecutionCosts, Fills, execute_actions
+from cappuccino_core.accounting import ExecutionCosts, Fills, execute_actions
 from cappuccino_core.trading.broker import Order, OrderSide
 
 # Buys may spend at most this share of the cash, so float rounding never asks for a cent more.

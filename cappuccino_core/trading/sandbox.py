@@ -36,7 +36,7 @@ from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
 from cappuccino_core.trading.journal import TradeJournal
 from cappuccino_core.trading.model import TradingModel
-from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.risk.layers import RiskConfig
 from cappuccino_core.trading.sandbox_runs import (  # noqa: F401 - re-exported
     SandboxRun,
     SandboxRunRow,

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import Base, UTCDateTime
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.risk.config import RiskConfig
 
 
 class SandboxRunRow(Base):

@@ -4,7 +4,7 @@ Each model trades one virtual account (``account_id``); many accounts share one 
 Orders, fills, positions, cash and the latest marks are rows of the ``sim_*`` tables, so a
 SimBroker restarted on the same database sees exactly the state it left.
 
-Execution follows the training environment (``cappuccino_core.env.accounting``): a market
+Execution follows the training environment (``cappuccino_core.accounting``): a market
 order is accepted as ``new`` and fills on the next bar given to ``on_bar``, at that bar's
 open with slippage, paying ``fee_rate`` of the filled notional in cash (``fill_order``).
 Pending orders fill sells first, then buys, each in submission order. An order that no
@@ -45,7 +45,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from cappuccino_core.clock import Clock, ensure_utc
 from cappuccino_core.data.symbols import parse_symbol, symbol_key
 from cappuccino_core.db import Base, UTCDateTime, session_factory
-from cappuccino_core.env.accounting import ExecutionCosts, fill_order
+from cappuccino_core.accounting import ExecutionCosts, fill_order
 from cappuccino_core.trading.broker import (
     Account,
     InsufficientFunds,

@@ -50,7 +50,7 @@ from cappuccino_core.trading.broker import (
 from cappuccino_core.trading.journal import JournalEntry, StepStatus, TradeJournal, TraderState
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.orders import PlannedOrder, client_order_id, fills_from_orders, plan_orders
-from cappuccino_core.trading.risk import RiskEvent, apply_risk, update_after_fills
+from cappuccino_core.risk.layers import RiskEvent, apply_risk, update_after_fills
 
 logger = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from cappuccino_core.arena.market import baseline_env, trading_env
 from cappuccino_core.config import Settings
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore, NotStoredError
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import EXIT_RULES, POLICY_EXIT, END_EXIT, EvalReport, Trade, backtest

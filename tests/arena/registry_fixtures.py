@@ -21,7 +21,7 @@ from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.networks import ActorCritic
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
-from cappuccino_core.env.accounting import ACTION_MAPPING
+from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.registry.models import register_candidate

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cappuccino_core.arena.config import ArenaConfig
+from cappuccino_core.arena.edge_test import edge_test
 from cappuccino_core.arena.match import (
     SEED_WINDOWS,
     MatchOutcome,
@@ -21,7 +22,6 @@ from cappuccino_core.arena.match import (
     holdout_windows,
     match_score,
 )
-from cappuccino_core.arena.promotion import edge_test
 from cappuccino_core.arena.state import EntrantStatus, ExitReason
 from cappuccino_core.arena.store import ArenaStore, ArenaWindowResultRow
 from cappuccino_core.arena.tournament import Arena

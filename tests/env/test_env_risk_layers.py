@@ -12,7 +12,7 @@ from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv
 from cappuccino_core.evaluation.backtest import backtest, backtest_windows
-from cappuccino_core.trading.risk import RiskConfig, RiskRule
+from cappuccino_core.risk.layers import RiskConfig, RiskRule
 from tests.conftest import make_panel
 
 STOP_ONLY = RiskConfig(stop_loss=0.10, max_position_fraction=None, portfolio_trailing_stop=None, profit_take_threshold=None)

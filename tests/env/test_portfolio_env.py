@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from cappuccino_core.env.accounting import ExecutionCosts, actions_for_target_weights, execute_actions
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.accounting import ExecutionCosts, actions_for_target_weights, execute_actions
+from cappuccino_core.risk.config import RiskConfig
 from cappuccino_core.env.config import EnvConfig, RewardMode
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.env.portfolio_env import PortfolioEnv

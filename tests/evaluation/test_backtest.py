@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.risk.config import RiskConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation import metrics
 from cappuccino_core.evaluation.backtest import backtest, backtest_windows

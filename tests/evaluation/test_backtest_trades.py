@@ -9,7 +9,7 @@ import torch
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.backtest import END_EXIT, POLICY_EXIT, backtest
-from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.risk.layers import RiskConfig
 from tests.conftest import make_panel
 
 STOP_ONLY = RiskConfig(stop_loss=0.10, max_position_fraction=None, portfolio_trailing_stop=None, profit_take_threshold=None)

@@ -20,13 +20,13 @@ from cappuccino_core.arena.tournament import Arena
 from cappuccino_core.clock import FixedClock
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import create_schema, make_engine, session_factory
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.evaluation.baselines import EqualWeightBuyAndHold
 from cappuccino_core.evaluation.scoring import excess_sharpe, window_bars
 from cappuccino_core.search.protocol import ProtocolConfig
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.risk.config import RiskConfig
 from tests.arena.arena_scenarios import SYMBOLS, T0, DoNothing, Oracle, PolicyBook, make_market
 
 WEEK = 168

@@ -6,7 +6,7 @@ import json
 
 from typer.testing import CliRunner
 
-from cappuccino_core.cli import app
+from cli.app import app
 
 runner = CliRunner()
 

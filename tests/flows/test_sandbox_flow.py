@@ -17,7 +17,7 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.resample import resample_bars
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
-from cappuccino_core.env.accounting import ACTION_MAPPING
+from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.lifecycle.site import LifecycleSite

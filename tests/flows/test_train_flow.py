@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from typer.testing import CliRunner
 
-from cappuccino_core.cli import app
+from cli.app import app
 from cappuccino_core.data.errors import StaleDataError
 from cappuccino_core.data.intervals import Interval
 from flows.timeframe_search import TimeframeParams, timeframe_search

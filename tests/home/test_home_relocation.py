@@ -10,7 +10,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from cappuccino_core.cli import app
+from cli.app import app
 from cappuccino_core.config import Settings
 from cappuccino_core.registry.loader import load_policy
 from cappuccino_core.search import runner

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from cappuccino_core.clock import FixedClock
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.demotion import DemotionConfig, NoLiveModel, demote_live, enforce_verdict
 from cappuccino_core.lifecycle.kill_switch import KillSwitch
 from cappuccino_core.lifecycle.monitor import MonitorConfig, evaluate_limits

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from cappuccino_core.clock import FixedClock
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.kill_switch import KillIncomplete, KillSwitch, halt_check, kill
 from cappuccino_core.lifecycle.tables import StepInFlightRow
 from cappuccino_core.trading.alpaca_broker import AlpacaBroker
@@ -245,7 +245,7 @@ def test_kill_clears_the_step_of_a_process_that_died_and_reports_a_step_that_doe
 def test_the_kill_command_says_no_account_was_reached_when_there_was_none(tmp_path, monkeypatch) -> None:
     from typer.testing import CliRunner
 
-    from cappuccino_core.cli import app
+    from cli.app import app
 
     monkeypatch.setenv("CAPPUCCINO_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("CAPPUCCINO_CONFIG", str(tmp_path / "absent.toml"))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from cappuccino_core.clock import FixedClock
-from cappuccino_core.env.accounting import ExecutionCosts
+from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.trading.alpaca_broker import AlpacaBroker
 from cappuccino_core.trading.broker import (
     Broker,

@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from cappuccino_core.env.accounting import ExecutionCosts, execute_actions, portfolio_value
-from cappuccino_core.trading.risk import (
+from cappuccino_core.accounting import ExecutionCosts, execute_actions, portfolio_value
+from cappuccino_core.risk.layers import (
     RiskConfig,
     RiskDecision,
     RiskRule,

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 
 from cappuccino_core.clock import FixedClock
 from cappuccino_core.db import session_factory
-from cappuccino_core.env.accounting import ExecutionCosts, execute_actions, fill_order
+from cappuccino_core.accounting import ExecutionCosts, execute_actions, fill_order
 from cappuccino_core.trading.broker import InsufficientFunds, OrderSide, OrderStatus
 from cappuccino_core.trading.sim_broker import SimBroker, SimOrderRow
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import torch
 
-from cappuccino_core.env.accounting import ExecutionCosts, execute_actions
+from cappuccino_core.accounting import ExecutionCosts, execute_actions
 from cappuccino_core.trading.journal import JournalEntry, StepStatus, TradeJournal, TraderState
-from cappuccino_core.trading.risk import RiskConfig, apply_risk, update_after_fills
+from cappuccino_core.risk.layers import RiskConfig, apply_risk, update_after_fills
 
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 

@@ -16,7 +16,7 @@ from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.trading.bars_provider import PanelBarProvider
 from cappuccino_core.trading.journal import TradeJournal
 from cappuccino_core.trading.model import TradingModel
-from cappuccino_core.trading.risk import RiskConfig
+from cappuccino_core.risk.layers import RiskConfig
 from cappuccino_core.trading.sim_broker import SimBroker
 from cappuccino_core.trading.trader import Trader
 from tests.conftest import make_panel

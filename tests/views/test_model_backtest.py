@@ -23,7 +23,7 @@ def _backtest(*args: str):
 
 
 def app():
-    from cappuccino_core.cli import app as cli
+    from cli.app import app as cli
 
     return cli
 

@@ -7,7 +7,7 @@ import struct
 
 from typer.testing import CliRunner
 
-from cappuccino_core.cli import app
+from cli.app import app
 
 runner = CliRunner()
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from cappuccino_core.trading.risk_config import RiskConfig
+from cappuccino_core.risk.config import RiskConfig
 
 _TINY = 1e-12  # keeps 0 / 0 out of the volatility ratios (log returns are far larger)
 

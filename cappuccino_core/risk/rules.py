@@ -1,6 +1,6 @@
 """``apply_risk``: the policy's actions through every risk rule, as batched tensor code.
 
-See ``cappuccino_core.trading.risk`` for the rules, their order and the definition of a cycle.
+See ``cappuccino_core.risk`` for the rules, their order and the definition of a cycle.
 Each rule is a few vectorised operations over ``[N]`` and ``[N, A]`` tensors; a rule that is
 off costs nothing, and no Python loop runs over books or assets. There is deliberately no
 "did anything fire?" shortcut: with hundreds of books some book fires on almost every bar,
@@ -13,11 +13,11 @@ from functools import lru_cache
 
 import torch
 
-from cappuccino_core.trading.risk_config import RiskConfig
-from cappuccino_core.trading.risk_conviction import conviction_scores, update_return_stats
-from cappuccino_core.trading.risk_events import DecisionMeasures, RiskDecision
-from cappuccino_core.trading.risk_levels import Levels, check_decision_inputs, levels
-from cappuccino_core.trading.risk_state import ASSET_RULES, BOOK_RULES, RiskRule, RiskState
+from cappuccino_core.risk.config import RiskConfig
+from cappuccino_core.risk.conviction import conviction_scores, update_return_stats
+from cappuccino_core.risk.events import DecisionMeasures, RiskDecision
+from cappuccino_core.risk.levels import Levels, check_decision_inputs, levels
+from cappuccino_core.risk.state import ASSET_RULES, BOOK_RULES, RiskRule, RiskState
 
 
 def apply_risk(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from cappuccino_core.env.accounting import Fills
-from cappuccino_core.trading.risk_config import RiskConfig
-from cappuccino_core.trading.risk_levels import check_prices, check_shape, levels
-from cappuccino_core.trading.risk_state import RiskState
+from cappuccino_core.accounting import Fills
+from cappuccino_core.risk.config import RiskConfig
+from cappuccino_core.risk.levels import check_prices, check_shape, levels
+from cappuccino_core.risk.state import RiskState
 
 
 def update_after_fills(

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cappuccino_core.trading.risk_config import RiskConfig
-from cappuccino_core.trading.risk_state import RiskRule, RiskState
+from cappuccino_core.risk.config import RiskConfig
+from cappuccino_core.risk.state import RiskRule, RiskState
 
 # The order in which apply_risk evaluates the rules; events are listed in it, per book.
 APPLICATION_ORDER: tuple[RiskRule, ...] = (

@@ -1,7 +1,7 @@
 """Risk layers: one implementation for the training env, the backtester and the live trader.
 
 Everything is batched over ``N`` books (the env's episodes; the trader uses ``N = 1``) and
-``A`` assets, in the action mapping of ``cappuccino_core.env.accounting`` (``a < 0`` sells
+``A`` assets, in the action mapping of ``cappuccino_core.accounting`` (``a < 0`` sells
 ``-a`` of the holding, ``a > 0`` spends a share of the cash available after the sells).
 
 Call protocol, once per bar (decision at the close of bar ``t``, fills at the open of ``t + 1``)::
@@ -22,7 +22,7 @@ own actions before any rule forces a sell; forced sells are never dampened or fi
 
 1. Dampening: the policy's actions (clipped to ``[-1, 1]``) times ``action_dampening``.
 2. Conviction filter (off by default): policy buys scoring below ``conviction_threshold`` are
-   dropped and counted (``risk_conviction`` defines the score). Sells are never filtered.
+   dropped and counted (``risk.conviction`` defines the score). Sells are never filtered.
 3. Portfolio trailing stop: in a cycle, ``equity <= cycle peak * (1 - portfolio_trailing_stop)``
    sells everything (``-1`` on every asset, no buys) and ends the cycle.
 4. Move-to-cash (off by default): ``equity <= book peak * (1 - move_to_cash_threshold)`` sells
@@ -63,11 +63,11 @@ The clock ticks in ``update_after_fills``, i.e. once per executed bar.
 
 from __future__ import annotations
 
-from cappuccino_core.trading.risk_config import THRESHOLD_TOLERANCE, RiskConfig, cooldown_bars_for
-from cappuccino_core.trading.risk_events import APPLICATION_ORDER, RiskDecision, RiskEvent
-from cappuccino_core.trading.risk_rules import apply_risk
-from cappuccino_core.trading.risk_update import update_after_fills
-from cappuccino_core.trading.risk_state import ASSET_RULES, BOOK_RULES, RiskRule, RiskState
+from cappuccino_core.risk.config import THRESHOLD_TOLERANCE, RiskConfig, cooldown_bars_for
+from cappuccino_core.risk.events import APPLICATION_ORDER, RiskDecision, RiskEvent
+from cappuccino_core.risk.rules import apply_risk
+from cappuccino_core.risk.update import update_after_fills
+from cappuccino_core.risk.state import ASSET_RULES, BOOK_RULES, RiskRule, RiskState
 
 __all__ = [
     "APPLICATION_ORDER",

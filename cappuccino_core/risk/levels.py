@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cappuccino_core.trading.risk_config import THRESHOLD_TOLERANCE, RiskConfig
-from cappuccino_core.trading.risk_state import RiskState
+from cappuccino_core.risk.config import THRESHOLD_TOLERANCE, RiskConfig
+from cappuccino_core.risk.state import RiskState
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Settings of the risk layers: one frozen config shared by the env, the backtester and the trader.
 
 Every threshold is a fraction (``0.10`` is 10 %). ``None`` switches a rule off. Comparisons
-trigger exactly at the threshold (see ``cappuccino_core.trading.risk`` for the full rules).
+trigger exactly at the threshold (see ``cappuccino_core.risk`` for the full rules).
 """
 
 from __future__ import annotations
