@@ -91,7 +91,8 @@ def _fields_table(title: str, doc: dict) -> Table:
 def _refuse_unservable(settings: Settings) -> None:
     """Stop with one line when the source cannot serve the settings' symbols at their interval (no fetch, no retry)."""
     from cappuccino_core.data.errors import SourceError
-    from cappuccino_core.data.ingest import check_source, make_source
+    from cappuccino_core.config.components import make_source
+    from cappuccino_core.data.ingest import check_source
 
     if settings.source is DataSourceKind.ALPACA:  # Alpaca says which pairs it has when asked for bars
         return
@@ -181,7 +182,8 @@ def data_status_cmd(
     Exits non-zero when any series is stale or broken.
     """
     from cappuccino_core.clock import SystemClock
-    from cappuccino_core.data.ingest import data_status, freshness_policy
+    from cappuccino_core.config.components import freshness_policy
+    from cappuccino_core.data.ingest import data_status
     from cappuccino_core.data.store import BarStore
 
     settings = _settings()

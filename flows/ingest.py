@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import DataSourceKind, RunOverrides, load_settings
 from cappuccino_core.data.errors import BarDataError, SourceError, failures_line
-from cappuccino_core.data.ingest import IngestWindow, freshness_policy, ingest_window, make_source
+from cappuccino_core.config.components import freshness_policy, make_source
+from cappuccino_core.data.ingest import IngestWindow, ingest_window
 from cappuccino_core.data.store import BarStore
 from tasks.data import assess_data, fetch_and_store, remember_market
 

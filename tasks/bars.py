@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import Settings
-from cappuccino_core.data.ingest import IngestWindow, ingest_window, make_source
+from cappuccino_core.config.components import make_source
+from cappuccino_core.data.ingest import IngestWindow, ingest_window
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from tasks.data import fetch_and_store

@@ -11,7 +11,7 @@ from cappuccino_core.data.errors import BarDataError, SourceError, SourceRefused
 from cappuccino_core.data.ingest import DataStatus, IngestWindow, SymbolIngestResult, data_status, ingest_symbol
 from cappuccino_core.data.freshness import FreshnessPolicy
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.data.market_record import MarketRecord, record_market
+from cappuccino_core.config.market_record import MarketRecord, record_market
 from cappuccino_core.data.source import BarSource
 from cappuccino_core.config import Settings
 from cappuccino_core.data.store import BarStore

@@ -10,10 +10,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.config import DataSourceKind, Settings
 from cappuccino_core.data.errors import SourceRefused
 from cappuccino_core.data.freshness import FreshnessPolicy, FreshnessVerdict, check_freshness
 from cappuccino_core.data.intervals import Interval
@@ -64,35 +62,6 @@ class DataStatus:
         }
 
 
-def make_source(settings: Settings, *, kind: DataSourceKind | None = None, path: Path | None = None) -> BarSource:
-    """Build the bar source the settings (or the overrides) name."""
-    kind = DataSourceKind(kind or settings.source)
-    if kind is DataSourceKind.SYNTHETIC:
-        from cappuccino_core.data.synthetic import SyntheticBarSource, SyntheticMarketConfig
-
-        config = SyntheticMarketConfig(
-            seed=settings.synthetic_seed,
-            symbols=settings.symbols,
-            interval=settings.base_interval,
-            plant_strength=settings.synthetic_plant_strength,
-        )
-        return SyntheticBarSource(config)
-    if kind is DataSourceKind.FILES:
-        from cappuccino_core.data.files_source import FileBarSource
-
-        directory = path or settings.files_path
-        if directory is None:
-            raise ValueError("source 'files' needs a directory: --path DIR or CAPPUCCINO_FILES_PATH")
-        return FileBarSource(Path(directory))
-    from cappuccino_core.data.alpaca_source import AlpacaBarSource
-
-    return AlpacaBarSource(
-        api_key=settings.alpaca_api_key.get_secret_value() if settings.alpaca_api_key else None,
-        secret_key=settings.alpaca_secret_key.get_secret_value() if settings.alpaca_secret_key else None,
-        url_override=settings.alpaca_data_url,
-    )
-
-
 def check_source(source: BarSource, symbols: Sequence[str], interval: Interval) -> None:
     """Refuse, before any fetch, a symbol or interval the source cannot serve.
 
@@ -132,16 +101,6 @@ def ingest_symbol(
     result = store.write(symbol, interval, bars, source=source.name)
     logger.info("ingested %s %s: %d fetched, %d new, %d stored", symbol, interval, bars.height, result.added, result.rows_after)
     return SymbolIngestResult(fetched=bars.height, write=result)
-
-
-def freshness_policy(settings: Settings, *, as_of: datetime | None = None, allow_stale: bool = False) -> FreshnessPolicy:
-    """Build the freshness policy from the settings plus a run's ``--as-of`` / ``--allow-stale``."""
-    return FreshnessPolicy(
-        staleness_bars=settings.staleness_bars,
-        grace=timedelta(minutes=settings.staleness_grace_minutes),
-        as_of=None if as_of is None else ensure_utc(as_of),
-        allow_stale=allow_stale,
-    )
 
 
 def data_status(store: BarStore, policy: FreshnessPolicy, now: datetime) -> DataStatus:

@@ -14,7 +14,8 @@ from typing import Any
 
 from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import Settings
-from cappuccino_core.data.ingest import data_status, freshness_policy
+from cappuccino_core.config.components import freshness_policy
+from cappuccino_core.data.ingest import data_status
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.evaluation.metrics import alpha, max_drawdown, total_return
 from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness

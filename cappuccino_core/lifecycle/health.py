@@ -27,7 +27,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.data.ingest import data_status, freshness_policy
+from cappuccino_core.config.components import freshness_policy
+from cappuccino_core.data.ingest import data_status
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.evaluation.metrics import total_return

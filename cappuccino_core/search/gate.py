@@ -6,7 +6,8 @@ from datetime import datetime
 
 from cappuccino_core.config import Settings
 from cappuccino_core.data.freshness import FreshnessVerdict, require_fresh
-from cappuccino_core.data.ingest import data_status, freshness_policy
+from cappuccino_core.config.components import freshness_policy
+from cappuccino_core.data.ingest import data_status
 from cappuccino_core.data.store import BarStore
 
 

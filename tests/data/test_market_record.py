@@ -9,7 +9,7 @@ import pytest
 
 from cappuccino_core.config import DataSourceKind, SettingsError, load_settings
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.data.market_record import (
+from cappuccino_core.config.market_record import (
     MarketMismatch,
     MarketRecordError,
     market_path,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from cappuccino_core.config import RunOverrides, load_settings
-from cappuccino_core.data.market_record import read_market
+from cappuccino_core.config.market_record import read_market
 from cappuccino_core.db import default_database_url, make_engine
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.store import LifecycleStore

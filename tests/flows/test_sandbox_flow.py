@@ -12,7 +12,7 @@ from cappuccino_core.agents.checkpoint import ModelCard, library_versions, save_
 from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.networks import ActorCritic
 from cappuccino_core.config import load_settings
-from cappuccino_core.data.ingest import make_source
+from cappuccino_core.config.components import make_source
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.resample import resample_bars
 from cappuccino_core.data.store import BarStore

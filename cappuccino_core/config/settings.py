@@ -276,7 +276,7 @@ def load_settings(**overrides: Any) -> Settings:
     """Build the settings, turning validation errors into one ``SettingsError`` naming each field.
 
     The market settings then follow the home's market record, if it has one
-    (``cappuccino_core.data.market_record.settle_market``).
+    (``config.market_record.settle_market``).
 
     Raises:
         SettingsError: some setting is invalid; the message names the field, its environment
@@ -292,7 +292,7 @@ def load_settings(**overrides: Any) -> Settings:
             var = "CAPPUCCINO_" + field.upper() if field in Settings.model_fields else field
             problems.append(f"{field} ({var}): {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-    from cappuccino_core.data.market_record import settle_market  # it reads Settings: imported late
+    from cappuccino_core.config.market_record import settle_market  # it reads Settings: imported late
 
     return settle_market(settings)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.config import DataSourceKind, Settings, SettingsError
+from cappuccino_core.config.settings import DataSourceKind, Settings, SettingsError
 from cappuccino_core.data.intervals import Interval
 
 MARKET_FILE = "market.json"
