@@ -345,7 +345,7 @@ def models_list(
     as_json: JsonFlag = False,
 ) -> None:
     """Every registered version: its study and trial, stage, aliases and arena record."""
-    from cappuccino_core.lifecycle.model_list import list_models
+    from cappuccino_core.operations.model_list import list_models
 
     models = list_models(_settings(), arena_id=arena)
     if as_json:
@@ -622,7 +622,7 @@ app.add_typer(sandbox_app, name="sandbox")
 def sandbox_status_cmd(as_json: JsonFlag = False) -> None:
     """Show each sandbox model: start, elapsed time, equity, return, alpha, Sharpe, drawdown, trades, errors."""
     from cappuccino_core.db import default_database_url, make_engine
-    from cappuccino_core.trading.sandbox_report import sandbox_status
+    from cappuccino_core.sandbox.report import sandbox_status
 
     status = sandbox_status(make_engine(default_database_url(_settings().home)))
     if as_json:
@@ -743,7 +743,7 @@ def _who() -> str:
 @app.command("status")
 def status_cmd(as_json: JsonFlag = False) -> None:
     """One board of the whole pipeline: data, study, arena, sandbox, production, live and its capital, transitions, alerts."""
-    from cappuccino_core.lifecycle.board import status_board
+    from cappuccino_core.operations.status_board import status_board
 
     board = status_board(_settings())
     if as_json:
@@ -818,9 +818,9 @@ def kill_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Halt every trader now, cancel open orders and close positions; stays halted until `cappuccino resume`."""
-    from cappuccino_core.lifecycle.control import kill_trading
+    from cappuccino_core.operations.control import kill_trading
     from cappuccino_core.lifecycle.kill_switch import KillIncomplete
-    from cappuccino_core.lifecycle.site import LifecycleSite
+    from cappuccino_core.operations.site import LifecycleSite
 
     site = LifecycleSite.from_settings(_settings())
     try:
@@ -844,8 +844,8 @@ def resume_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Lift the halt set by `cappuccino kill` (or by the monitor's emergency): traders step again from the next bar."""
-    from cappuccino_core.lifecycle.control import resume_trading
-    from cappuccino_core.lifecycle.site import LifecycleSite
+    from cappuccino_core.operations.control import resume_trading
+    from cappuccino_core.operations.site import LifecycleSite
 
     state = resume_trading(LifecycleSite.from_settings(_settings()), who=_who(), reason=reason)
     if as_json:

@@ -1,7 +1,7 @@
 """The ``health`` flow, every 5 minutes: missed bars, catastrophic losses, repeated errors, stale data.
 
 Each finding is an alert (log, database, notification URLs; never a secret), raised once an
-hour while it lasts (``cappuccino_core.lifecycle.health``). The run itself succeeds when it
+hour while it lasts (``cappuccino_core.operations.health``). The run itself succeeds when it
 could check: its findings are in its report, in the alerts and in the markdown artifact
 ``health`` of the run (the Prefect UI shows the latest under Artifacts).
 """

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
-from cappuccino_core.lifecycle.live import Approval, GateStatus
+from cappuccino_core.operations.live import Approval, GateStatus
 from tasks import lifecycle as lifecycle_tasks
 
 AUTO_APPROVER = "auto-approval"

@@ -9,7 +9,7 @@
   4h bar and reports ``no_new_bar`` on the others (one log line).
 * ``monitor`` (each bar, after the traders): live limits and drift against the backtest, with
   automatic demotion at critical and the kill switch at emergency; the production model's
-  paper drift raises alerts (``cappuccino_core.lifecycle.live_monitor``).
+  paper drift raises alerts (``cappuccino_core.operations.live_monitor``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
 from cappuccino_core.data.errors import failures_line
-from cappuccino_core.lifecycle.production import NO_NEW_BAR
+from cappuccino_core.operations.production import NO_NEW_BAR
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
 from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars

@@ -12,7 +12,7 @@ once, the arena plays only new matches, and replayed bars are not traded twice.
 **Offline** (the history ends with a replay period: ``replay_weeks`` > 0, as on the embedded
 synthetic market) the promoted models paper-trade the replay bars that neither the search nor
 the arena saw: sandbox for ``sandbox_days``, head-to-head promotion, paper production, then
-the green light on the production model's last 2 days (``cappuccino_core.lifecycle.replay``).
+the green light on the production model's last 2 days (``cappuccino_core.pipeline.replay``).
 **Online** (no replay period, e.g. Alpaca data up to now) the promoted models enter the real
 sandbox, which the scheduled deployments step bar by bar; the green light is judged on the
 production model's paper record so far. The pipeline never moves a model to live trading:

@@ -3,7 +3,7 @@
 Scheduled hourly (after the sandbox flow). It first puts the models the arena promoted into
 the sandbox (a run of ``sandbox_days`` from the next bar; idempotent), then decides every
 sandbox run whose period is over: head-to-head against the production model on the run's
-bars, same rule as the arena (``cappuccino_core.lifecycle.promotion``). The winner holds
+bars, same rule as the arena (``cappuccino_core.operations.challenge``). The winner holds
 production, the loser is retired; with no production model the best qualifying run's model
 (positive alpha) becomes production. Every move is recorded in the project database,
 mirrored into MLflow (aliases and ``stage`` tags) and alerted.
@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
-from cappuccino_core.lifecycle.sandbox_entry import arena_promotions
+from cappuccino_core.operations.sandbox_entry import arena_promotions
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
 

@@ -22,7 +22,7 @@ from cappuccino_core.clock import SystemClock, ensure_utc
 from cappuccino_core.config import Settings, load_settings
 from cappuccino_core.data.errors import failures_line
 from cappuccino_core.trading.clock import WallBarClock
-from cappuccino_core.trading.sandbox import Sandbox
+from cappuccino_core.sandbox.runner import Sandbox
 from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
 from tasks.trading import step_sandbox_trader
 
@@ -55,7 +55,7 @@ class SandboxStepError(RuntimeError):
 
 def open_sandbox(settings: Settings) -> Sandbox:
     """The sandbox of these settings: project database, bar store, registry loader and the kill switch."""
-    from cappuccino_core.lifecycle.site import LifecycleSite
+    from cappuccino_core.operations.site import LifecycleSite
 
     return LifecycleSite.from_settings(settings).sandbox()
 

@@ -15,10 +15,10 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from cappuccino_core.config import Settings
-from cappuccino_core.lifecycle import health, live, live_monitor, production, promotion, sandbox_entry
-from cappuccino_core.lifecycle.live import Approval
-from cappuccino_core.lifecycle.live_monitor import FlattenFailed
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations import challenge, health, live, live_monitor, production, sandbox_entry
+from cappuccino_core.operations.live import Approval
+from cappuccino_core.operations.live_monitor import FlattenFailed
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.trading.trader import TRANSIENT_ERRORS
 from tasks.retry import retry_on
 
@@ -36,7 +36,7 @@ def admit_to_sandbox(site: LifecycleSite, model_ids: list[str], at: datetime, st
                      period_days: float) -> list[str]:
     """Start a sandbox run for each model not in the sandbox (or beyond) yet; return their trader ids."""
     sandbox = site.sandbox()
-    runs = [sandbox_entry.enter_sandbox(site, sandbox, model_id, who=promotion.WHO, why="promoted by the arena",
+    runs = [sandbox_entry.enter_sandbox(site, sandbox, model_id, who=challenge.WHO, why="promoted by the arena",
                                     at=at, start=start, period=timedelta(days=period_days))
             for model_id in sandbox_entry.waiting_for_sandbox(site, model_ids)]
     if runs:
@@ -47,7 +47,7 @@ def admit_to_sandbox(site: LifecycleSite, model_ids: list[str], at: datetime, st
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)
 def decide_sandbox_runs(site: LifecycleSite, at: datetime) -> dict[str, Any]:
     """Decide every sandbox run whose period is over (head-to-head with production)."""
-    return promotion.promote_finished_runs(site, site.sandbox(), at=at).to_dict()
+    return challenge.promote_finished_runs(site, site.sandbox(), at=at).to_dict()
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)

@@ -13,8 +13,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 
 from cappuccino_core.config import Settings
-from cappuccino_core.lifecycle.production import production_trader_id
-from cappuccino_core.lifecycle.replay import replay_green_light, replay_lifecycle
+from cappuccino_core.operations.production import production_trader_id
+from cappuccino_core.pipeline.replay import replay_green_light, replay_lifecycle
 from cappuccino_core.pipeline.holdout import holdout_results
 from cappuccino_core.pipeline.offline import open_study_replay, run_results
 from cappuccino_core.pipeline.report import write_report

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from cappuccino_core.trading.sandbox import Sandbox
+from cappuccino_core.sandbox.runner import Sandbox
 from cappuccino_core.trading.trader import TRANSIENT_ERRORS
 from tasks.retry import retry_on
 

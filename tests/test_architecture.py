@@ -161,10 +161,10 @@ def test_a_planted_prefect_import_inside_a_function_is_caught(tmp_path) -> None:
 
 def test_a_planted_mlflow_import_outside_tracking_is_caught_even_for_typing(tmp_path) -> None:
     core = _plant(tmp_path, {
-        "lifecycle/site.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mlflow.tracking import MlflowClient\n",
+        "operations/site.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from mlflow.tracking import MlflowClient\n",
         "tracking/runs.py": "import mlflow\n",
     })
-    assert misplaced_mlflow_imports(core) == [f"{CORE}/lifecycle/site.py:3 imports mlflow.tracking"]
+    assert misplaced_mlflow_imports(core) == [f"{CORE}/operations/site.py:3 imports mlflow.tracking"]
 
 
 def test_a_planted_alpaca_import_outside_the_adapters_is_caught(tmp_path) -> None:

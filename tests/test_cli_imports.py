@@ -44,8 +44,8 @@ def test_help_version_and_the_views_import_no_heavy_library(tmp_path, args) -> N
 
 def test_the_modules_the_status_board_reads_through_import_no_heavy_library() -> None:
     # With a production or live model the board reads their records through these modules.
-    modules = ("cappuccino_core.lifecycle.board", "cappuccino_core.lifecycle.live", "cappuccino_core.lifecycle.production",
-               "cappuccino_core.lifecycle.records", "cappuccino_core.arena.standing", "cappuccino_core.trading.sandbox_report",
+    modules = ("cappuccino_core.operations.status_board", "cappuccino_core.operations.live", "cappuccino_core.operations.production",
+               "cappuccino_core.operations.track_records", "cappuccino_core.arena.standing", "cappuccino_core.sandbox.report",
                "cappuccino_core.search.location", "cappuccino_core.search.spec", "cappuccino_core.study.status")
     code = "import importlib, sys\n" + "".join(f"importlib.import_module({m!r})\n" for m in modules) + (
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")

@@ -24,12 +24,12 @@ from cappuccino_core.evaluation.backtest import backtest
 from cappuccino_core.evaluation.baselines import default_baselines
 from cappuccino_core.evaluation.metrics import compute_performance
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.lifecycle.replay import ReplayPlan, plan_replay
+from cappuccino_core.pipeline.replay import ReplayPlan, plan_replay
 from cappuccino_core.search import runner
 from cappuccino_core.search.market import study_panel
 from cappuccino_core.trading.bars_provider import bar_time_ns
 from cappuccino_core.trading.clock import ReplayBarClock
-from cappuccino_core.trading.sandbox_report import equity_curve
+from cappuccino_core.sandbox.report import equity_curve
 
 
 def open_study_replay(settings: Settings, study: str) -> ReplayPlan:

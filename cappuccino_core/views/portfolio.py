@@ -38,10 +38,10 @@ class PortfolioStage(StrEnum):
 def portfolios(settings: Settings, stage: PortfolioStage | None = None) -> list[dict[str, Any]]:
     """Return each trader's portfolio of ``stage`` (every stage when ``None``): sandbox runs first, then production, live."""
     from cappuccino_core.db import Base, session_factory
-    from cappuccino_core.lifecycle.production import live_trader_id, production_trader_id
-    from cappuccino_core.lifecycle.site import LifecycleSite
+    from cappuccino_core.operations.production import live_trader_id, production_trader_id
+    from cappuccino_core.operations.site import LifecycleSite
     from cappuccino_core.lifecycle.stages import Role
-    from cappuccino_core.trading.sandbox_runs import SandboxRunRow, load_runs
+    from cappuccino_core.sandbox.runs import SandboxRunRow, load_runs
 
     site = LifecycleSite.from_settings(settings)
     journal = site.journal

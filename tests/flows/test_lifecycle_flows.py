@@ -24,10 +24,10 @@ from prefect.client.schemas.objects import StateType
 import tasks.lifecycle
 from cappuccino_core.config import load_settings
 from cappuccino_core.db import default_database_url, make_engine
-from cappuccino_core.lifecycle.live import go_live
-from cappuccino_core.lifecycle.mirror import model_id_for
-from cappuccino_core.lifecycle.production import step_live, step_production
-from cappuccino_core.lifecycle.sandbox_entry import enter_sandbox
+from cappuccino_core.operations.live import go_live
+from cappuccino_core.operations.registry_mirror import model_id_for
+from cappuccino_core.operations.production import step_live, step_production
+from cappuccino_core.operations.sandbox_entry import enter_sandbox
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.tracking.store import ensure_store
 from flows.health import HealthParams, health

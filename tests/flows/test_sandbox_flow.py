@@ -20,7 +20,7 @@ from cappuccino_core.data.synthetic import SyntheticMarketConfig, generate_bars
 from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.features.panel_builder import build_panel
 from cappuccino_core.registry.models import register_candidate, version_uri
@@ -29,7 +29,7 @@ from cappuccino_core.tracking.runs import (
 )
 from cappuccino_core.tracking.store import artifact_root, client, ensure_store, tracking_uri
 from cappuccino_core.trading.broker import BrokerUnavailable
-from cappuccino_core.trading.sandbox_report import sandbox_status
+from cappuccino_core.sandbox.report import sandbox_status
 from flows.monitor import TradingParams, production_trading
 from flows.sandbox import SandboxParams, SandboxStepError, open_sandbox, sandbox
 from tasks.bars import recent_window

@@ -28,8 +28,8 @@ from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
 from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.lifecycle.green_light import GATE_NAME, GreenLightConfig, GreenLightDecision, RuleOutcome
-from cappuccino_core.lifecycle.live import Approval, record_approval
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.live import Approval, record_approval
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.thresholds import Comparison
 from cappuccino_core.trading.bars_provider import PanelBarProvider
 from cappuccino_core.trading.model import TradingModel

@@ -13,7 +13,7 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.demotion import DemotionConfig, NoLiveModel, demote_live, enforce_verdict
 from cappuccino_core.lifecycle.kill_switch import KillSwitch
-from cappuccino_core.lifecycle.monitor import MonitorConfig, evaluate_limits
+from cappuccino_core.lifecycle.limits import MonitorConfig, evaluate_limits
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.lifecycle.store import LifecycleStore
 from cappuccino_core.lifecycle.track_record import TrackRecord

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.lifecycle.green_light import decide_green_light
-from cappuccino_core.lifecycle.mirror import mirror_gate_decision, mirror_lifecycle, model_id_for, parse_model_id
+from cappuccino_core.operations.registry_mirror import mirror_gate_decision, mirror_lifecycle, model_id_for, parse_model_id
 from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.lifecycle.store import LifecycleStore
 from cappuccino_core.lifecycle.track_record import TrackRecord

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cappuccino_core.data.intervals import Interval
-from cappuccino_core.lifecycle.monitor import MonitorConfig, evaluate_limits
+from cappuccino_core.lifecycle.limits import MonitorConfig, evaluate_limits
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.lifecycle.verdict import Level, MonitorVerdict
 

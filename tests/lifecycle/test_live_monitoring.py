@@ -7,9 +7,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.live import go_live
-from cappuccino_core.lifecycle.live_monitor import monitor_live, monitor_paper
-from cappuccino_core.lifecycle.production import step_live, step_production
+from cappuccino_core.operations.live import go_live
+from cappuccino_core.operations.live_monitor import monitor_live, monitor_paper
+from cappuccino_core.operations.production import step_live, step_production
 from cappuccino_core.lifecycle.stages import Role, Stage
 from tests.fakes.alpaca_server import FakeAlpacaServer
 from tests.lifecycle.lifecycle_scenarios import (

@@ -10,12 +10,12 @@ from sqlalchemy import Engine
 
 from cappuccino_core.config import SettingsError
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.live import (
+from cappuccino_core.operations.live import (
     Approval, GateStatus, LiveGateRefused, LiveMirrorFailed, go_live, judge_green_light, record_approval,
 )
-from cappuccino_core.lifecycle.live_account import LiveAccountTooSmall, ReservedBroker
-from cappuccino_core.lifecycle.production import live_record, step_live, step_production
-from cappuccino_core.lifecycle.site import LiveNotAllowed, live_readiness
+from cappuccino_core.operations.live_account import LiveAccountTooSmall, ReservedBroker
+from cappuccino_core.operations.production import live_record, step_live, step_production
+from cappuccino_core.operations.site import LiveNotAllowed, live_readiness
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.trading.broker import Account
 from tests.fakes.alpaca_server import FakeAlpacaServer

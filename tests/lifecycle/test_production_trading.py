@@ -6,8 +6,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from cappuccino_core.lifecycle.control import kill_trading, resume_trading, trading_accounts
-from cappuccino_core.lifecycle.production import production_trader_id, step_production
+from cappuccino_core.operations.control import kill_trading, resume_trading, trading_accounts
+from cappuccino_core.operations.production import production_trader_id, step_production
 from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.trading.alpaca_broker import AlpacaBroker
 from cappuccino_core.trading.broker import OrderStatus

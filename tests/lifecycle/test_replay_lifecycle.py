@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from cappuccino_core.clock import FixedClock
-from cappuccino_core.lifecycle.production import production_trader_id
-from cappuccino_core.lifecycle.replay import ReplayPlan, replay_green_light, replay_lifecycle
+from cappuccino_core.operations.production import production_trader_id
+from cappuccino_core.pipeline.replay import ReplayPlan, replay_green_light, replay_lifecycle
 from cappuccino_core.lifecycle.stages import Role, Stage
-from cappuccino_core.trading.sandbox import sandbox_trader_id
+from cappuccino_core.sandbox.runner import sandbox_trader_id
 from tests.lifecycle.lifecycle_scenarios import BAD, GOOD, POLICIES, lifecycle_settings, make_scene
 
 

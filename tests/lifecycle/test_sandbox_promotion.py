@@ -8,10 +8,10 @@ import pytest
 from sqlalchemy import Engine
 
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.promotion import HeadToHead, head_to_head, promote_finished_runs, run_result
-from cappuccino_core.lifecycle.sandbox_entry import arena_promotions, enter_sandbox, waiting_for_sandbox
+from cappuccino_core.operations.challenge import HeadToHead, head_to_head, promote_finished_runs, run_result
+from cappuccino_core.operations.sandbox_entry import arena_promotions, enter_sandbox, waiting_for_sandbox
 from cappuccino_core.lifecycle.stages import IllegalTransition, Role, Stage
-from cappuccino_core.trading.sandbox import Sandbox
+from cappuccino_core.sandbox.runner import Sandbox
 from tests.lifecycle.lifecycle_scenarios import BAD, FLAT, GOOD, HOUR, POLICIES, Rhythm, Scene, lifecycle_settings, make_scene
 
 TWIN = "models:/zigzag/4"  # the good policy under another id: the same returns as GOOD

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from cappuccino_core.lifecycle.board import status_board
-from cappuccino_core.lifecycle.production import step_production
+from cappuccino_core.operations.status_board import status_board
+from cappuccino_core.operations.production import step_production
 from cappuccino_core.lifecycle.stages import Stage
 from tests.lifecycle.lifecycle_scenarios import BAD, GOOD, HOUR, POLICIES, lifecycle_settings, make_scene
 

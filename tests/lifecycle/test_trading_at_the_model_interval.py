@@ -25,23 +25,23 @@ from cappuccino_core.data.store import BarStore
 from cappuccino_core.data.synthetic import SyntheticBarSource, SyntheticMarketConfig
 from cappuccino_core.features.market import panel_from_store
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.lifecycle.live import Approval, go_live
-from cappuccino_core.lifecycle.live_account import allocations
-from cappuccino_core.lifecycle.production import (
+from cappuccino_core.operations.live import Approval, go_live
+from cappuccino_core.operations.live_account import allocations
+from cappuccino_core.operations.production import (
     NO_NEW_BAR,
     live_trader_id,
     production_trader_id,
     step_live,
     step_production,
 )
-from cappuccino_core.lifecycle.replay import plan_replay, replay_lifecycle
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.pipeline.replay import plan_replay, replay_lifecycle
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.trading.bars_provider import StoreBarProvider, bar_time_ns, closed_bar
 from cappuccino_core.trading.journal import StepStatus
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.trading.parity import replay_parity
-from cappuccino_core.trading.sandbox import Sandbox, sandbox_trader_id
+from cappuccino_core.sandbox.runner import Sandbox, sandbox_trader_id
 from tests.fakes.alpaca_server import FakeAlpacaServer
 from tests.lifecycle.lifecycle_scenarios import grant_live
 from tests.trading.trading_scenarios import PhasePolicy, model_for

@@ -8,8 +8,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.health import check_health
-from cappuccino_core.lifecycle.production import production_trader_id, step_production
+from cappuccino_core.operations.health import check_health
+from cappuccino_core.operations.production import production_trader_id, step_production
 from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.trading.journal import JournalEntry, StepStatus
 from tests.lifecycle.lifecycle_scenarios import BAD, GOOD, HOUR, POLICIES, Scene, lifecycle_settings, make_scene

@@ -24,7 +24,7 @@ from cappuccino_core.agents.config import PPOConfig
 from cappuccino_core.agents.fit import fit_agent, save_fit
 from cappuccino_core.config import load_settings
 from cappuccino_core.env.config import EnvConfig
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.registry.loader import ModelIntegrityError, ModelNotFoundError
 from cappuccino_core.registry.models import DEFAULT_MODEL_NAME, register_candidate
 from cappuccino_core.tracking.runs import (

@@ -13,8 +13,8 @@ from cappuccino_core.trading.bars_provider import PanelBarProvider
 from cappuccino_core.trading.broker import OrderStatus
 from cappuccino_core.trading.journal import StepStatus
 from cappuccino_core.trading.parity import replay_parity
-from cappuccino_core.trading.sandbox import Sandbox
-from cappuccino_core.trading.sandbox_report import sandbox_status
+from cappuccino_core.sandbox.runner import Sandbox
+from cappuccino_core.sandbox.report import sandbox_status
 from cappuccino_core.trading.sim_broker import SimBroker
 from cappuccino_core.trading.trader import Trader
 from tests.trading.trading_scenarios import BuyFirstAndHold, PhasePolicy, bar_time, model_for, walk_panel

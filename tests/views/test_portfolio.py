@@ -11,12 +11,12 @@ from typer.testing import CliRunner
 from cli.app import app
 from cappuccino_core.config import Settings
 from cappuccino_core.db import create_schema, default_database_url, make_engine, session_factory
-from cappuccino_core.lifecycle.production import production_trader_id
+from cappuccino_core.operations.production import production_trader_id
 from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.lifecycle.store import LifecycleStore
 from cappuccino_core.trading.journal import JournalEntry, StepStatus, TradeJournal
 from cappuccino_core.risk.config import RiskConfig
-from cappuccino_core.trading.sandbox_runs import SandboxRunRow, sandbox_trader_id
+from cappuccino_core.sandbox.runs import SandboxRunRow, sandbox_trader_id
 
 runner = CliRunner()
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

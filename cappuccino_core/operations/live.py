@@ -32,17 +32,17 @@ from typing import Any
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.green_light import GATE_NAME, GreenLightConfig, decide_green_light
-from cappuccino_core.lifecycle.live_account import allocations
-from cappuccino_core.lifecycle.notify import alert_once
-from cappuccino_core.lifecycle.production import (
+from cappuccino_core.operations.live_account import allocations
+from cappuccino_core.operations.notify import alert_once
+from cappuccino_core.operations.production import (
     live_ramp,
     live_record,
     live_trader_id,
     model_interval,
     production_trader_id,
 )
-from cappuccino_core.lifecycle.records import journal_record
-from cappuccino_core.lifecycle.site import LifecycleSite, LiveNotAllowed, live_readiness
+from cappuccino_core.operations.track_records import journal_record
+from cappuccino_core.operations.site import LifecycleSite, LiveNotAllowed, live_readiness
 from cappuccino_core.lifecycle.stages import Role, Stage, TransitionRefused
 from cappuccino_core.lifecycle.track_record import TrackRecord
 
@@ -116,7 +116,7 @@ def judge_green_light(site: LifecycleSite, *, at: datetime, config: GreenLightCo
     site.store.record_gate_decision(GATE_NAME, model_id, allowed=decision.allowed, decided_at=at, decision=figures)
     client = site.mlflow()
     if client is not None:
-        from cappuccino_core.lifecycle.mirror import mirror_gate_decision  # MLflow: only to mirror a decision
+        from cappuccino_core.operations.registry_mirror import mirror_gate_decision  # MLflow: only to mirror a decision
 
         mirror_gate_decision(client, model_id, figures)
     if not decision.allowed:

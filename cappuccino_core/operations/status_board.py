@@ -18,7 +18,7 @@ from cappuccino_core.config.components import freshness_policy
 from cappuccino_core.data.ingest import data_status
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.evaluation.metrics import alpha, max_drawdown, total_return
-from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
+from cappuccino_core.operations.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.search.location import StudyError, StudyLocation, latest_study, study_state
@@ -102,7 +102,7 @@ def sandbox_section(site: LifecycleSite) -> list[dict[str, Any]]:
     """Every sandbox run with its figures and its model's stage."""
     keys = ("trader_id", "model", "state", "started_at", "ends_at", "traded_bars", "equity", "return", "alpha",
             "sharpe", "max_drawdown", "trades", "errors")
-    from cappuccino_core.trading.sandbox_report import sandbox_status
+    from cappuccino_core.sandbox.report import sandbox_status
 
     runs = sandbox_status(site.engine)["runs"]
     return [{**{k: r[k] for k in keys}, "stage": _stage(site, r["model"])} for r in runs]
@@ -113,8 +113,8 @@ def production_section(site: LifecycleSite) -> dict[str, Any]:
     model_id = site.store.holder(Role.PRODUCTION)
     if model_id is None:
         return {"model_id": None, "message": "no production model"}
-    from cappuccino_core.lifecycle.live import production_record
-    from cappuccino_core.lifecycle.production import production_trader_id
+    from cappuccino_core.operations.live import production_record
+    from cappuccino_core.operations.production import production_trader_id
 
     decisions = site.store.gate_decisions(gate="green_light", model_id=model_id)
     last = decisions[-1] if decisions else None
@@ -132,8 +132,8 @@ def live_section(site: LifecycleSite) -> dict[str, Any]:
     base = {"allowed": readiness.ready, "message": readiness.message}
     if model_id is None:
         return {"model_id": None, **base}
-    from cappuccino_core.lifecycle.live import live_capital
-    from cappuccino_core.lifecycle.production import live_record
+    from cappuccino_core.operations.live import live_capital
+    from cappuccino_core.operations.production import live_record
 
     record, _ = live_record(site, model_id)
     return {"model_id": model_id, **base, "capital": live_capital(site), **_figures(record)}

@@ -32,7 +32,7 @@ from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.trading.bars_provider import bar_time_ns
 from cappuccino_core.trading.journal import JournalEntry, StepStatus
 from cappuccino_core.risk.config import RiskConfig
-from cappuccino_core.trading.sandbox_report import equity_curve
+from cappuccino_core.sandbox.report import equity_curve
 
 if TYPE_CHECKING:  # records are read without models (torch); a replay imports the backtester
     from cappuccino_core.trading.model import TradingModel

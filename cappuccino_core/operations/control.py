@@ -21,8 +21,8 @@ from datetime import datetime
 from cappuccino_core.accounting import ExecutionCosts
 from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.kill_switch import HaltState, KillIncomplete, KillReport, kill
-from cappuccino_core.lifecycle.production import production_trader_id
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.production import production_trader_id
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.redaction import scrub
 from cappuccino_core.trading.broker import Broker

@@ -45,12 +45,12 @@ from cappuccino_core.trading.broker import Broker
 # the status board opens a site only to read the database.
 if TYPE_CHECKING:
     from cappuccino_core.accounting import ExecutionCosts
-    from cappuccino_core.lifecycle.mirror import MirrorReport
+    from cappuccino_core.operations.registry_mirror import MirrorReport
     from cappuccino_core.tracking.store import TrackingClient
     from cappuccino_core.trading.alpaca_broker import AlpacaBroker
     from cappuccino_core.trading.journal import TradeJournal
     from cappuccino_core.trading.model import TradingModel
-    from cappuccino_core.trading.sandbox import ModelLoader, Sandbox
+    from cappuccino_core.sandbox.runner import ModelLoader, Sandbox
 
 
 class LiveNotAllowed(RuntimeError):
@@ -162,7 +162,7 @@ class LifecycleSite:
 
     def sandbox(self) -> Sandbox:
         """The sandbox on this site's bars, loader, clock and halt flag."""
-        from cappuccino_core.trading.sandbox import Sandbox
+        from cappuccino_core.sandbox.runner import Sandbox
 
         return Sandbox(self.engine, self.bars, load_model=self.load_model, clock=self.clock,
                        halted=self.switch.is_halted, in_flight=self.switch.step_in_flight)
@@ -177,7 +177,7 @@ class LifecycleSite:
 
     def mirror(self) -> MirrorReport | None:
         """Make MLflow's stage tags and aliases match the database (``None`` when the site has no MLflow store)."""
-        from cappuccino_core.lifecycle.mirror import mirror_lifecycle
+        from cappuccino_core.operations.registry_mirror import mirror_lifecycle
 
         client = self.mlflow()
         return None if client is None else mirror_lifecycle(self.store, client)

@@ -37,11 +37,11 @@ from cappuccino_core.config import Settings
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import default_database_url, make_engine
 from cappuccino_core.features.panel import MarketPanel
-from cappuccino_core.lifecycle.live import judge_green_light
-from cappuccino_core.lifecycle.production import step_production
-from cappuccino_core.lifecycle.promotion import WHO, promote_finished_runs
-from cappuccino_core.lifecycle.sandbox_entry import enter_sandbox, waiting_for_sandbox
-from cappuccino_core.lifecycle.site import LifecycleSite, model_loader
+from cappuccino_core.operations.live import judge_green_light
+from cappuccino_core.operations.production import step_production
+from cappuccino_core.operations.challenge import WHO, promote_finished_runs
+from cappuccino_core.operations.sandbox_entry import enter_sandbox, waiting_for_sandbox
+from cappuccino_core.operations.site import LifecycleSite, model_loader
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.tracking.store import tracking_uri
 from cappuccino_core.trading.bars_provider import PanelBarProvider

@@ -33,12 +33,12 @@ from cappuccino_core.clock import ensure_utc
 from cappuccino_core.lifecycle.alerts import AlertLevel
 from cappuccino_core.lifecycle.demotion import DemotionConfig, enforce_verdict
 from cappuccino_core.lifecycle.drift import DriftConfig, compare_with_backtest
-from cappuccino_core.lifecycle.live import production_record
-from cappuccino_core.lifecycle.monitor import MonitorConfig, evaluate_limits
-from cappuccino_core.lifecycle.notify import alert_once
-from cappuccino_core.lifecycle.production import live_record, live_trader_id, production_trader_id
-from cappuccino_core.lifecycle.records import replay_returns
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.live import production_record
+from cappuccino_core.lifecycle.limits import MonitorConfig, evaluate_limits
+from cappuccino_core.operations.notify import alert_once
+from cappuccino_core.operations.production import live_record, live_trader_id, production_trader_id
+from cappuccino_core.operations.track_records import replay_returns
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.lifecycle.verdict import Level, MonitorVerdict, verdict

@@ -41,11 +41,11 @@ from cappuccino_core.clock import ensure_utc
 from cappuccino_core.evaluation.metrics import alpha
 from cappuccino_core.evaluation.scoring import excess_sharpe
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.records import journal_record, replay_returns
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.track_records import journal_record, replay_returns
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.lifecycle.track_record import TrackRecord
-from cappuccino_core.trading.sandbox import Sandbox, SandboxRun
+from cappuccino_core.sandbox.runner import Sandbox, SandboxRun
 
 logger = logging.getLogger(__name__)
 

@@ -33,10 +33,10 @@ from cappuccino_core.data.intervals import Interval
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.evaluation.metrics import total_return
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.notify import alert_once
-from cappuccino_core.lifecycle.production import live_record, live_trader_id, model_interval, production_trader_id
-from cappuccino_core.lifecycle.records import journal_record
-from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
+from cappuccino_core.operations.notify import alert_once
+from cappuccino_core.operations.production import live_record, live_trader_id, model_interval, production_trader_id
+from cappuccino_core.operations.track_records import journal_record
+from cappuccino_core.operations.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role, Stage
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.trading.clock import latest_closed_bar

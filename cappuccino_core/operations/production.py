@@ -32,7 +32,7 @@ from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import session_factory
 from cappuccino_core.lifecycle.alerts import AlertLevel
-from cappuccino_core.lifecycle.live_account import (
+from cappuccino_core.operations.live_account import (
     Allocation,
     ReservedBroker,
     allocate,
@@ -40,10 +40,10 @@ from cappuccino_core.lifecycle.live_account import (
     injections,
     went_live_at,
 )
-from cappuccino_core.lifecycle.notify import alert_once
+from cappuccino_core.operations.notify import alert_once
 from cappuccino_core.lifecycle.ramp import RampConfig, RampState, ramp_state
-from cappuccino_core.lifecycle.records import journal_record
-from cappuccino_core.lifecycle.site import LifecycleSite, live_readiness
+from cappuccino_core.operations.track_records import journal_record
+from cappuccino_core.operations.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
 from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
@@ -137,7 +137,7 @@ def model_interval(site: LifecycleSite, model_id: str) -> Interval:
     """
     from sqlalchemy import inspect, select
 
-    from cappuccino_core.trading.sandbox_runs import SandboxRunRow
+    from cappuccino_core.sandbox.runs import SandboxRunRow
 
     if inspect(site.engine).has_table(SandboxRunRow.__tablename__):
         with session_factory(site.engine)() as session:

@@ -12,9 +12,9 @@ import logging
 from datetime import datetime, timedelta
 
 from cappuccino_core.config import Settings
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.site import LifecycleSite
 from cappuccino_core.lifecycle.stages import IllegalTransition, Stage
-from cappuccino_core.trading.sandbox import Sandbox, SandboxRun
+from cappuccino_core.sandbox.runner import Sandbox, SandboxRun
 
 logger = logging.getLogger(__name__)
 

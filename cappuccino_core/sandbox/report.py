@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from cappuccino_core.db import Base, session_factory
 from cappuccino_core.evaluation.metrics import compute_performance
 from cappuccino_core.trading.journal import JournalEntry, StepStatus, TradeJournal
-from cappuccino_core.trading.sandbox_runs import SandboxRun, SandboxRunRow, load_runs
+from cappuccino_core.sandbox.runs import SandboxRun, SandboxRunRow, load_runs
 
 
 def equity_curve(entries: list[JournalEntry]) -> tuple[list[datetime], np.ndarray, np.ndarray]:

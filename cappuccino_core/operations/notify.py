@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.lifecycle.alerts import AlertLevel, AlertOutcome
-from cappuccino_core.lifecycle.site import LifecycleSite
+from cappuccino_core.operations.site import LifecycleSite
 
 DEFAULT_QUIET = timedelta(hours=1)
 _LOOK_BACK = 500  # recent alerts searched for a repeat

@@ -4,7 +4,7 @@ Each sandbox run is one model on one virtual account (``account_id = trader_id``
 (default 2 days) measured in bar time from its start, so a replay runs the same as real time.
 Runs are rows of ``sandbox_run`` (created by ``Sandbox``); the models are loaded through a
 ``ModelLoader`` from the reference stored with the run (the lifecycle passes the registry
-loader, ``lifecycle.site.model_loader``, so only a verified registered version trades).
+loader, ``operations.site.model_loader``, so only a verified registered version trades).
 
 ``Sandbox.step(trader_id, bar_time)`` first gives the account the bar (``SimBroker.on_bar``:
 the previous decision's orders fill at its open, positions are marked at its close), unless the
@@ -37,7 +37,7 @@ from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError,
 from cappuccino_core.trading.journal import TradeJournal
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.risk.layers import RiskConfig
-from cappuccino_core.trading.sandbox_runs import (  # noqa: F401 - re-exported
+from cappuccino_core.sandbox.runs import (  # noqa: F401 - re-exported
     SandboxRun,
     SandboxRunRow,
     load_run,
@@ -75,7 +75,7 @@ class Sandbox:
             engine: the project database (runs, journal and the virtual accounts).
             bars: the bars every sandbox model trades on (live store or a replay panel).
             load_model: loads a run's model from its reference (the lifecycle's is the registry
-                loader, ``lifecycle.site.model_loader``).
+                loader, ``operations.site.model_loader``).
             clock: the wall clock (start times, journal and order timestamps).
             halted: the halt flag every trader checks (the kill switch).
             in_flight: where each step registers while under way (``KillSwitch.step_in_flight``).
