@@ -68,28 +68,27 @@ def live_gate(params: LiveGateParams = LiveGateParams()) -> LiveGateReport:
     settings = site.settings
     at = ensure_utc(params.at) if params.at is not None else site.now()
     check = lifecycle_tasks.judge_live_gate(site, at)
-    status, model_id = GateStatus(check["status"]), check["model_id"]
+    status, model_id, decision = check.status, check.model_id, check.decision
     if status is GateStatus.ALREADY_LIVE:
-        return LiveGateReport(status=str(status), model_id=model_id, message=check["message"],
+        return LiveGateReport(status=str(status), model_id=model_id, message=check.message,
                               live=lifecycle_tasks.live_capital_report(site))
     if status is not GateStatus.READY:
-        return LiveGateReport(status=str(status), model_id=model_id, message=check["message"],
-                              decision=check["decision"])
+        return LiveGateReport(status=str(status), model_id=model_id, message=check.message, decision=decision)
     if settings.auto_approve:
         approval = Approval(True, "automatic approval (CAPPUCCINO_AUTO_APPROVE=true)", AUTO_APPROVER)
     else:
         timeout = params.approval_timeout_seconds or int(settings.approval_timeout_hours * 3600)
-        form = LiveApproval.with_initial_data(description=_ask(model_id, check["decision"]), approve=False, note="")
+        form = LiveApproval.with_initial_data(description=_ask(model_id, decision), approve=False, note="")
         answer = pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=params.poll_seconds)
         approval = Approval(bool(answer.approve), answer.note, UI_APPROVER)
     decided_at = site.now()
     lifecycle_tasks.record_live_approval(site, model_id, approval, decided_at)
     if not approval.approve:
-        return LiveGateReport(status="rejected", model_id=model_id, decision=check["decision"],
+        return LiveGateReport(status="rejected", model_id=model_id, decision=decision,
                               approval=approval.to_dict(),
                               message=f"{model_id} was not approved for live trading: {approval.note or 'no note'}")
-    moved = lifecycle_tasks.move_to_live(site, model_id, approval, check["decision"], decided_at)
-    return LiveGateReport(status="live", model_id=model_id, message=f"{model_id} is live", decision=check["decision"],
+    moved = lifecycle_tasks.move_to_live(site, model_id, approval, decision, decided_at)
+    return LiveGateReport(status="live", model_id=model_id, message=f"{model_id} is live", decision=decision,
                           approval=approval.to_dict(), live=moved)
 
 

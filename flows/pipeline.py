@@ -49,7 +49,7 @@ from tasks.pipeline import (
     selection_report,
     study_promotions,
 )
-from tasks.search import data_gate
+from tasks.search import data_gate, gate_record
 
 STAGES = ("ingest", "gate", "timeframe", "train", "tournament", "sandbox", "green_light", "report")
 
@@ -125,11 +125,12 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
     with _stage("timeframe", seconds):
         found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers,
                                                  study=f"{name}-timeframe", as_of=params.as_of,
-                                                 allow_stale=params.allow_stale, overrides=overrides))
+                                                 allow_stale=params.allow_stale, overrides=overrides,
+                                                 gated=gate_record(gate)))
     with _stage("train", seconds):
         trained = train(TrainParams(trials=params.trials, workers=params.workers, study=f"{name}-train",
                                     timeframe_study=found.study, as_of=params.as_of, allow_stale=params.allow_stale,
-                                    overrides=overrides))
+                                    overrides=overrides, gated=gate_record(gate)))
     with _stage("tournament", seconds):
         played = tournament(TournamentParams(arena=params.arena, promotion_streak=params.promotion_streak,
                                              overrides=overrides))
@@ -140,13 +141,13 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
         if offline:
             sandbox = replay_sandbox(settings, trained.study, promoted)
         else:
-            sandbox = promotion(PromotionParams()).model_dump(mode="json")
+            sandbox = promotion(PromotionParams(overrides=overrides)).model_dump(mode="json")
     with _stage("green_light", seconds):
         if offline:
             green = judge_replay_green_light(settings, trained.study)
         else:
             site = lifecycle_tasks.open_site(settings)
-            green = lifecycle_tasks.judge_live_gate(site, site.now())
+            green = lifecycle_tasks.judge_live_gate(site, site.now()).to_dict()
     history = arena_status(settings, arena_id=params.arena, last=10**6)
     matches = history["last_matches"][::-1]  # oldest first
     selected = selection_report(settings, trained.candidates, matches, promoted)
@@ -155,7 +156,7 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
     report = PipelineReport(
         name=name, mode="offline replay" if offline else "live sandbox", stage_seconds=seconds,
         data={"source": ingested.source, "window_start": ingested.window_start.isoformat(),
-              "window_end": ingested.window_end.isoformat(), "gate": gate, "split": spec.split.to_dict()},
+              "window_end": ingested.window_end.isoformat(), "gate": gate_record(gate), "split": spec.split.to_dict()},
         timeframe={"study": found.study, "choice": found.choice, "summary": found.summary},
         training={"study": trained.study, "summary": trained.summary, "candidates": trained.candidates,
                   "selection": trained.selection, "holdout_scores": selected["selection"]["holdout_scores"]},

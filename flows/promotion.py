@@ -18,7 +18,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import ensure_utc
-from cappuccino_core.config import load_settings
+from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.operations.sandbox_entry import arena_promotions
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
@@ -29,6 +29,8 @@ class PromotionParams(BaseModel):
 
     at: datetime | None = Field(None, description="Decide as of this time (UTC); default now.")
     admit_arena: bool = Field(True, description="Put the arena's promoted models into the sandbox first.")
+    overrides: RunOverrides = Field(default_factory=RunOverrides,
+                                    description="Settings this run overrides (e.g. sandbox_days, as the pipeline passes them).")
 
 
 class PromotionReport(BaseModel):
@@ -42,7 +44,7 @@ class PromotionReport(BaseModel):
 @flow(name="promotion")
 def promotion(params: PromotionParams = PromotionParams()) -> PromotionReport:
     """Admit the arena's promotions to the sandbox, then decide the sandbox runs whose period is over."""
-    site = lifecycle_tasks.open_site(load_settings())
+    site = lifecycle_tasks.open_site(settings_for(params.overrides))
     settings = site.settings
     at = ensure_utc(params.at) if params.at is not None else site.now()
     admitted: list[str] = []
@@ -53,4 +55,4 @@ def promotion(params: PromotionParams = PromotionParams()) -> PromotionReport:
             start = latest_closed_bar(at, interval) + interval.timedelta
             admitted = lifecycle_tasks.admit_to_sandbox(site, promoted, at, start, settings.sandbox_days)
     decided = lifecycle_tasks.decide_sandbox_runs(site, at)
-    return PromotionReport(at=at, admitted=admitted, decided=decided)
+    return PromotionReport(at=at, admitted=admitted, decided=decided.to_dict())

@@ -11,7 +11,7 @@ from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.search import runner
-from tasks.search import data_gate, finish_study, prepare_study, run_trials
+from tasks.search import data_gate, finish_study, gate_record, prepare_study, run_trials
 
 
 class TimeframeParams(BaseModel):
@@ -21,6 +21,8 @@ class TimeframeParams(BaseModel):
     as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
     allow_stale: bool = Field(False, description="Let stale (never broken) data pass; recorded.")
     overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
+    gated: dict | None = Field(None, description="The data gate's verdict when the calling flow judged the data already "
+                                                "(the pipeline, retrain); without it this flow judges the data itself.")
 
 
 class TimeframeReport(BaseModel):
@@ -34,7 +36,7 @@ class TimeframeReport(BaseModel):
 def timeframe_search(params: TimeframeParams = TimeframeParams()) -> TimeframeReport:
     """Run Phase 2 and return its choice (interval, lookback, score, alternatives)."""
     settings = settings_for(params.overrides)
-    gate = data_gate(settings, params.as_of, params.allow_stale)
+    gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
     loc = runner.StudyLocation.from_settings(settings)
     name = params.study or f"timeframe-{SystemClock().now():%Y%m%d}"
     spec = runner.timeframe_spec(settings, BarStore(settings.bars_dir), name, trials=params.trials)
@@ -42,4 +44,4 @@ def timeframe_search(params: TimeframeParams = TimeframeParams()) -> TimeframeRe
     run_trials(loc, spec.name, settings, params.workers)
     summary = finish_study(loc, spec.name)
     choice = runner.timeframe_choice(loc, spec.name)
-    return TimeframeReport(study=spec.name, gate=gate, summary=summary, choice=choice.to_dict())
+    return TimeframeReport(study=spec.name, gate=gate, summary=summary.to_dict(), choice=choice.to_dict())

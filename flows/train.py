@@ -11,7 +11,7 @@ from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.search import runner
 from flows.timeframe_search import TimeframeParams, timeframe_search
-from tasks.search import data_gate, finish_study, prepare_study, register_candidates, run_trials
+from tasks.search import data_gate, finish_study, gate_record, prepare_study, register_candidates, run_trials
 
 
 class TrainParams(BaseModel):
@@ -22,6 +22,8 @@ class TrainParams(BaseModel):
     as_of: datetime | None = Field(None, description="Judge freshness as of this time (research on history).")
     allow_stale: bool = Field(False, description="Let stale (never broken) data pass; recorded.")
     overrides: RunOverrides = Field(default_factory=RunOverrides, description="Settings this run overrides (budget, market).")
+    gated: dict | None = Field(None, description="The data gate's verdict when the calling flow judged the data already "
+                                                "(the pipeline, retrain); without it this flow judges the data itself.")
 
 
 class TrainReport(BaseModel):
@@ -36,7 +38,7 @@ class TrainReport(BaseModel):
 def train(params: TrainParams = TrainParams()) -> TrainReport:
     """Gate the data, run the training study on Phase 2's timeframe, summarise, register the best."""
     settings = settings_for(params.overrides)
-    gate = data_gate(settings, params.as_of, params.allow_stale)
+    gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
     loc = runner.StudyLocation.from_settings(settings)
     timeframe_name = params.timeframe_study or runner.latest_timeframe_study(loc)
     choice = runner.timeframe_choice(loc, timeframe_name)
@@ -46,8 +48,9 @@ def train(params: TrainParams = TrainParams()) -> TrainReport:
     run_trials(loc, spec.name, settings, params.workers)
     summary = finish_study(loc, spec.name)
     selection = register_candidates(loc, spec.name, settings)
-    return TrainReport(study=spec.name, gate=gate, summary=summary, candidates=selection["candidates"],
-                       selection={k: v for k, v in selection.items() if k != "candidates"})
+    selected = selection.to_dict()
+    return TrainReport(study=spec.name, gate=gate, summary=summary.to_dict(),
+                       candidates=selected.pop("candidates"), selection=selected)
 
 
 class RetrainParams(BaseModel):
@@ -63,4 +66,4 @@ def retrain(params: RetrainParams = RetrainParams()) -> TrainReport:
     found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers,
                                              overrides=params.overrides))
     return train(TrainParams(trials=params.trials, workers=params.workers, timeframe_study=found.study,
-                             overrides=params.overrides))
+                             overrides=params.overrides, gated=found.gate))

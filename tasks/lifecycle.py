@@ -45,15 +45,15 @@ def admit_to_sandbox(site: LifecycleSite, model_ids: list[str], at: datetime, st
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)
-def decide_sandbox_runs(site: LifecycleSite, at: datetime) -> dict[str, Any]:
+def decide_sandbox_runs(site: LifecycleSite, at: datetime) -> challenge.PromotionReport:
     """Decide every sandbox run whose period is over (head-to-head with production)."""
-    return challenge.promote_finished_runs(site, site.sandbox(), at=at).to_dict()
+    return challenge.promote_finished_runs(site, site.sandbox(), at=at)
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)
-def judge_live_gate(site: LifecycleSite, at: datetime) -> dict[str, Any]:
+def judge_live_gate(site: LifecycleSite, at: datetime) -> live.GateCheck:
     """Decide the green light for the production model; say whether it may go live now."""
-    return live.judge_green_light(site, at=at).to_dict()
+    return live.judge_green_light(site, at=at)
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)

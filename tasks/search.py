@@ -12,18 +12,25 @@ from prefect.cache_policies import NONE
 
 from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import Settings
+from cappuccino_core.data.freshness import FreshnessVerdict
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.search import runner
 from cappuccino_core.search.gate import require_training_data
+from cappuccino_core.search.candidates import CandidateSelection
 from cappuccino_core.search.candidates import register_candidates as register_validated
 from cappuccino_core.search.spec import StudySpec
+from cappuccino_core.search.summary import StudySummary
 from tasks.retry import retry_on
 
 
 @task(cache_policy=NONE)
-def data_gate(settings: Settings, as_of: datetime | None, allow_stale: bool) -> dict:
+def data_gate(settings: Settings, as_of: datetime | None, allow_stale: bool) -> FreshnessVerdict:
     """Refuse stale or broken data (raises ``StaleDataError``); return the verdict for the record."""
-    verdict = require_training_data(settings, SystemClock().now(), as_of=as_of, allow_stale=allow_stale)
+    return require_training_data(settings, SystemClock().now(), as_of=as_of, allow_stale=allow_stale)
+
+
+def gate_record(verdict: FreshnessVerdict) -> dict[str, object]:
+    """The verdict as a flow report records it (JSON)."""
     return {"ok": verdict.ok, "message": verdict.message}
 
 
@@ -40,14 +47,14 @@ def run_trials(loc: runner.StudyLocation, name: str, settings: Settings, workers
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=5, retry_condition_fn=retry_on(ConnectionError, TimeoutError))
-def finish_study(loc: runner.StudyLocation, name: str) -> dict:
+def finish_study(loc: runner.StudyLocation, name: str) -> StudySummary:
     """Reconcile MLflow with Optuna and record the study summary."""
-    return runner.finish(loc, name).to_dict()
+    return runner.finish(loc, name)
 
 
 @task(cache_policy=NONE)
-def register_candidates(loc: runner.StudyLocation, name: str, settings: Settings) -> dict:
+def register_candidates(loc: runner.StudyLocation, name: str, settings: Settings) -> CandidateSelection:
     """Register the validated networks of the best trials with evidence of an edge."""
     spec = runner.require_spec(loc, name)
     study = runner.read_study(loc, name)
-    return register_validated(study, spec, runner.open_tracker(spec, loc)).to_dict()
+    return register_validated(study, spec, runner.open_tracker(spec, loc))

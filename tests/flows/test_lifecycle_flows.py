@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
@@ -22,13 +24,14 @@ from prefect.client.schemas.filters import FlowRunFilterStateType
 from prefect.client.schemas.objects import StateType
 
 import tasks.lifecycle
-from cappuccino_core.config import load_settings
-from cappuccino_core.db import default_database_url, make_engine
+from cappuccino_core.config import RunOverrides, load_settings
+from cappuccino_core.db import default_database_url, make_engine, session_factory
 from cappuccino_core.operations.live import go_live
 from cappuccino_core.operations.registry_mirror import model_id_for
 from cappuccino_core.operations.production import step_live, step_production
 from cappuccino_core.operations.sandbox_entry import enter_sandbox
 from cappuccino_core.lifecycle.stages import Role, Stage
+from cappuccino_core.sandbox.runs import load_runs
 from cappuccino_core.tracking.store import ensure_store
 from flows.health import HealthParams, health
 from flows.live_gate import LiveGateParams, live_gate
@@ -111,6 +114,20 @@ def test_the_promotion_flow_replaces_production_when_the_sandbox_model_wins(pref
     assert registry_view(scene, ids["bad"]) == ("retired", set())
     checked = health(params=HealthParams(at=scene.at(34) + timedelta(minutes=5)))  # the health flow runs too
     assert {f["check"] for f in checked.findings} >= {"stale_data"}  # no bars stored in this home
+
+
+def test_the_promotion_flow_admits_with_the_sandbox_days_the_run_overrides(prefect_harness, world, monkeypatch) -> None:
+    """The pipeline's online branch passes its overrides on: the sandbox period is the run's, not the default's."""
+    scene, ids = world()
+    monkeypatch.setattr(tasks.lifecycle, "open_site", lambda settings: dataclasses.replace(scene.site, settings=settings))
+    monkeypatch.setattr("flows.promotion.arena_promotions", lambda settings: [ids["good"]])
+
+    report = promotion(params=PromotionParams(at=scene.at(12), overrides=RunOverrides(sandbox_days=0.5)))
+
+    assert scene.site.settings.sandbox_days != 0.5
+    (run,) = [r for r in load_runs(session_factory(scene.site.engine)) if r.model_ref == ids["good"]]
+    assert report.admitted == [run.trader_id]
+    assert run.ends_at - run.started_at == timedelta(days=0.5)
 
 
 def test_the_promotion_flow_retires_a_sandbox_model_that_loses(prefect_harness, world) -> None:
