@@ -1,5 +1,7 @@
 """The ``health`` flow, every 5 minutes: missed bars, catastrophic losses, repeated errors, stale data.
 
+It also marks Crashed the flow runs of the home whose process was killed (``tasks.flow_runs``).
+
 Each finding is an alert (log, database, notification URLs; never a secret), raised once an
 hour while it lasts (``cappuccino_core.lifecycle.health``). The run itself succeeds when it
 could check: its findings are in its report and in the alerts.
@@ -16,6 +18,7 @@ from pydantic import BaseModel, Field
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
 from tasks import lifecycle as lifecycle_tasks
+from tasks.flow_runs import close_dead_runs
 
 
 class HealthParams(BaseModel):
@@ -32,6 +35,7 @@ class HealthReport(BaseModel):
     expected_bar: datetime
     watched: list[dict[str, Any]]
     findings: list[dict[str, Any]]
+    crashed_flow_runs: list[str] = Field(default_factory=list, description="Flow runs whose process died, marked Crashed.")
 
 
 @flow(name="health")
@@ -40,4 +44,5 @@ def health(params: HealthParams = HealthParams()) -> HealthReport:
     site = lifecycle_tasks.open_site(load_settings())
     at = ensure_utc(params.at) if params.at is not None else site.now()
     found = lifecycle_tasks.check_trading_health(site, at, params.grace_bars)
-    return HealthReport(**found)
+    crashed = close_dead_runs(site.settings.home)  # a killed study's flow run ends Crashed within 5 minutes
+    return HealthReport(**found, crashed_flow_runs=crashed)
