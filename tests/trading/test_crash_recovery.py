@@ -54,9 +54,9 @@ class CrashAfterOrders:
         return placed
 
 
-def no_crash_run(open_account, tmp_path, model, panel) -> tuple[FakeAlpacaServer, TradeJournal]:
+def no_crash_run(open_account, tmp_path, model, panel, trader_id: str = "desk") -> tuple[FakeAlpacaServer, TradeJournal]:
     server = open_account()
-    desk = AlpacaDesk(server, make_engine(f"sqlite:///{tmp_path}/reference.db"), "desk", model, panel)
+    desk = AlpacaDesk(server, make_engine(f"sqlite:///{tmp_path}/reference.db"), trader_id, model, panel)
     assert {o.status for o in desk.run(range(LOOKBACK - 1, LAST_ROW))} == {StepStatus.TRADED}
     return server, desk.journal
 
@@ -96,6 +96,32 @@ def test_a_restart_after_a_crash_after_order_k_of_n_sends_the_plans_orders_and_e
     assert decisions(restarted.journal, "desk") == decisions(reference_journal, "desk")
     assert restarted.journal.open_plans("desk") == []
     assert restarted.journal.plan("desk", bar_time(panel, crash_row))[1] is PlanStatus.DONE
+
+
+@pytest.mark.postgres
+def test_the_plan_survives_a_crash_on_a_postgresql_journal_too(alpaca_account, ledger_for, tmp_path) -> None:
+    ledger = ledger_for("postgres")
+    trader = ledger.account("desk")
+    panel = walk_panel(bars=60)
+    model = model_for(panel, LinearPolicy)
+    crash_row = 21
+    reference, reference_journal = no_crash_run(alpaca_account, tmp_path, model, panel, trader)
+    prefix = f"{trader}-{bar_time(panel, crash_row):%Y%m%dT%H%M}-"
+    server = alpaca_account()
+    crashing = AlpacaDesk(server, ledger.open_engine(), trader, model, panel,
+                          wrap=lambda broker, journal: CrashAfterOrders(
+                              broker, k=2, bar_prefix=prefix, journal=journal, trader_id=trader,
+                              bar=bar_time(panel, crash_row)))
+    crashing.run(range(LOOKBACK - 1, crash_row))
+    with pytest.raises(PowerCut):
+        crashing.step(crash_row)
+
+    restarted = AlpacaDesk(server, ledger.open_engine(), trader, model, panel)
+    restarted.run(range(crash_row, LAST_ROW))
+
+    assert sent_orders(server) == sent_orders(reference)
+    assert server.trading.holdings == reference.trading.holdings
+    assert decisions(restarted.journal, trader) == decisions(reference_journal, trader)
 
 
 def test_the_unfinished_plan_of_a_past_bar_is_abandoned_its_sent_order_kept_and_the_rest_never_sent(
