@@ -245,3 +245,26 @@ def test_the_backup_and_restore_commands_print_json_and_refuse_a_bad_backup_in_o
     assert refused.exit_code == 2
     lines = [line for line in refused.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "is not a Cappuccino backup" in lines[0] and "Traceback" not in refused.output
+
+
+def test_stores_outside_the_home_are_included_when_sqlite_and_named_when_not(tmp_path, monkeypatch) -> None:
+    home = small_home(tmp_path / "home")
+    elsewhere = tmp_path / "elsewhere" / "studies.db"
+    elsewhere.parent.mkdir()
+    with sqlite3.connect(elsewhere) as connection:
+        connection.execute("CREATE TABLE s (a INTEGER)")
+        connection.execute("INSERT INTO s VALUES (7)")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://mlflow:hunter2@db.example/mlflow")
+    settings = Settings(home=home, study_storage=f"sqlite:///{elsewhere}")
+
+    backup = back_up_home(settings, at=T0)
+
+    (external,) = [f for f in backup.files if f.path.startswith("external/")]
+    assert external.restore_to == str(elsewhere) and external.kind == "sqlite"
+    (skipped,) = backup.skipped
+    assert skipped.startswith("MLflow store postgresql://mlflow:***@db.example/mlflow: not a file")
+    assert "hunter2" not in (backup.path / "backup.json").read_text()
+    elsewhere.unlink()
+    restore(backup.path, home, at=T0 + timedelta(hours=1))
+    with sqlite3.connect(elsewhere) as connection:
+        assert connection.execute("SELECT a FROM s").fetchall() == [(7,)]

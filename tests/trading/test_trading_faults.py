@@ -19,11 +19,13 @@ LAST_ROW = 30
 RETRIES = 2
 FORBIDDEN = {"code": 40310000 + 1, "message": "forbidden."}  # Alpaca's refusal of the keys, not of the balance
 
-# Where in the step the fault strikes: (path, how many requests to that path to let through first).
+# Where in the step the fault strikes: (path, how many requests to that path to let through first,
+# whether the bar's plan was committed by then, how many of its orders reached Alpaca).
 WHERE = {
-    "account read": ("/v2/account", 0),
-    "positions read": ("/v2/positions", 0),
-    "second order": ("/v2/orders", 1),
+    "account read": ("/v2/account", 0, False, 0),
+    "positions read": ("/v2/positions", 0, False, 0),
+    "order lookup": ("/v2/orders:by_client_order_id", 0, True, 0),  # is the first order already there?
+    "second order": ("/v2/orders", 1, True, 1),
 }
 
 
@@ -45,7 +47,7 @@ def orders_of_bar(desk: AlpacaDesk, row: int) -> list[str]:
 
 
 def strike(desk: AlpacaDesk, fault: str, where: str) -> None:
-    path, after = WHERE[where]
+    path, after, _, _ = WHERE[where]
     if fault == "timeout":
         desk.server.fail_next(stall_seconds=1.0, drop_connection=True, path=path, after=after, times=RETRIES + 1)
     else:
@@ -69,9 +71,10 @@ def test_an_outage_during_a_step_is_retried_then_reported_and_the_retried_step_t
     assert ("HTTP " + fault if fault != "timeout" else "Timeout") in message
     assert desk.sleeps == [1.0, 2.0]  # the broker's backoff, then it gave up
     assert not desk.journal.has("desk", bar_time(desk.panel, FAULT_ROW))  # no row: the step may be retried
+    _, _, planned, sent = WHERE[where]
     plan = desk.journal.plan("desk", bar_time(desk.panel, FAULT_ROW))
-    assert (plan is None) == (where != "second order")  # reads come before the plan; orders after it
-    assert len(orders_of_bar(desk, FAULT_ROW)) == (1 if where == "second order" else 0)
+    assert (plan is not None) == planned  # the reads come before the plan, the orders after it
+    assert len(orders_of_bar(desk, FAULT_ROW)) == sent
 
     assert desk.step(FAULT_ROW).status is StepStatus.TRADED  # the task's retry, once Alpaca is back
     desk.run(range(FAULT_ROW + 1, LAST_ROW))
