@@ -13,6 +13,8 @@ How it stays consistent while traders and studies write:
   a plain file copy of a live database can be torn;
 * the databases are copied first, then the other files: a file a database row points to (an
   artifact of a registered model version) was written before the row, so it is in the backup;
+* the bar store is copied under its writers' lock (``store/bars/.lock``), so a series' data
+  file and the store's manifest come from the same write;
 * the snapshot is built in ``<name>.partial`` and renamed when complete, with a manifest
   (``backup.json``) holding each file's size and SHA-256: a backup without a manifest, or whose
   files do not match it, is refused by ``restore``.
@@ -29,6 +31,7 @@ absolute paths, so a snapshot copied to another path would point back at the old
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -36,6 +39,8 @@ import os
 import shutil
 import socket
 import sqlite3
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -152,22 +157,18 @@ def back_up(home: Path, backups_dir: Path, *, at: datetime, keep: int,
     sources = [(path, f"home/{path.relative_to(home).as_posix()}", None) for path in _home_files(home, backups_dir)]
     sources += [(path.resolve(), f"external/{i}-{path.name}", str(path.resolve()))
                 for i, path in enumerate(external_sqlite) if path.exists()]
-    # Databases first: every file a database row points to was written before the row.
-    sources.sort(key=lambda s: not _is_sqlite(s[0]))
-    files = []
-    for source, relative, restore_to in sources:
-        target = partial / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        kind = "sqlite" if _is_sqlite(source) else "file"
-        if kind == "sqlite":
-            _sqlite_snapshot(source, target)
-        else:
+    databases = [s for s in sources if _is_sqlite(s[0])]
+    others = [s for s in sources if not _is_sqlite(s[0])]
+    files = [_copy(source, relative, restore_to, partial, sqlite=True) for source, relative, restore_to in databases]
+    # Then the files: every file a database row points to was written before the row. Folders
+    # whose writers hold a ``.lock`` (the bar store) are copied under that lock: a data file and
+    # its manifest are taken from one write, not from two.
+    with _writer_locks(home, backups_dir):
+        for source, relative, restore_to in others:
             try:
-                shutil.copy2(source, target)
+                files.append(_copy(source, relative, restore_to, partial, sqlite=False))
             except FileNotFoundError:  # removed between the listing and the copy (a scratch file)
                 logger.info("backup: %s went away during the backup; not included", source)
-                continue
-        files.append(BackupFile(relative, kind, target.stat().st_size, _sha256(target), restore_to))
     backup = Backup(final, at, home, tuple(files), tuple(skipped))
     (partial / MANIFEST).write_text(json.dumps(backup.to_dict() | {"path": None, "pruned": None}, indent=2))
     os.replace(partial, final)
@@ -233,6 +234,29 @@ def prune(backups_dir: Path, *, keep: int) -> list[Path]:
     return doomed
 
 
+def _copy(source: Path, relative: str, restore_to: str | None, partial: Path, *, sqlite: bool) -> BackupFile:
+    target = partial / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if sqlite:
+        _sqlite_snapshot(source, target)
+    else:
+        shutil.copy2(source, target)
+    return BackupFile(relative, "sqlite" if sqlite else "file", target.stat().st_size, _sha256(target), restore_to)
+
+
+@contextmanager
+def _writer_locks(home: Path, backups_dir: Path) -> Iterator[None]:
+    """Hold the exclusive ``flock`` of every ``.lock`` file under the home (the bar store's writers' lock)."""
+    with ExitStack() as stack:
+        for root, dirs, names in os.walk(home):
+            dirs[:] = sorted(d for d in dirs if (Path(root) / d).resolve() != backups_dir)
+            if ".lock" in names:
+                handle = stack.enter_context(open(Path(root) / ".lock", "a+b"))  # noqa: SIM115 - closed by the stack
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+                stack.callback(fcntl.flock, handle.fileno(), fcntl.LOCK_UN)
+        yield
+
+
 def _home_files(home: Path, backups_dir: Path) -> list[Path]:
     """Every file under ``home`` worth keeping, sorted (not the backups, sidecars or locks)."""
     found = []
@@ -240,8 +264,8 @@ def _home_files(home: Path, backups_dir: Path) -> list[Path]:
         root_path = Path(root)
         dirs[:] = sorted(d for d in dirs if (root_path / d).resolve() != backups_dir)
         for name in sorted(names):
-            if name.endswith(_SIDECARS) or name.endswith(".lock"):
-                continue
+            if name.endswith(_SIDECARS) or name.endswith(".lock") or (name.startswith(".") and name.endswith(".tmp")):
+                continue  # SQLite's sidecars, locks, a write in progress (``.<name>.tmp``, replaced when done)
             path = root_path / name
             if path.is_file() and not path.is_symlink():
                 found.append(path)

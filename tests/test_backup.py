@@ -268,3 +268,25 @@ def test_stores_outside_the_home_are_included_when_sqlite_and_named_when_not(tmp
     restore(backup.path, home, at=T0 + timedelta(hours=1))
     with sqlite3.connect(elsewhere) as connection:
         assert connection.execute("SELECT a FROM s").fetchall() == [(7,)]
+
+
+def test_the_bar_store_is_copied_under_its_writers_lock_so_data_and_manifest_come_from_one_write(tmp_path) -> None:
+    import fcntl
+
+    home = small_home(tmp_path / "home")
+    bars = home / "store" / "bars"
+    bars.mkdir(parents=True)
+    (bars / "BTC-USD.parquet").write_text("data v1")
+    (bars / "manifest.json").write_text("manifest v1")
+    made: list = []
+    with open(bars / ".lock", "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # a writer is half-way through its write
+        (bars / "BTC-USD.parquet").write_text("data v2")
+        backing_up = threading.Thread(target=lambda: made.append(back_up(home, tmp_path / "backups", at=T0, keep=3)))
+        backing_up.start()
+        backing_up.join(timeout=1.0)  # give a backup that ignores the lock the time to copy the torn pair
+        (bars / "manifest.json").write_text("manifest v2")
+        fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    backing_up.join()
+    copied = made[0].path / "home" / "store" / "bars"
+    assert ((copied / "BTC-USD.parquet").read_text(), (copied / "manifest.json").read_text()) == ("data v2", "manifest v2")
