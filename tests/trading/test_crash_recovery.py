@@ -8,6 +8,11 @@ a run that crashed and restarted with one that did not, over the same bars.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +25,9 @@ from tests.trading.alpaca_desk import AlpacaDesk, decisions, sent_orders
 from tests.trading.trading_scenarios import LOOKBACK, LinearPolicy, PhasePolicy, bar_time, model_for, walk_panel
 
 LAST_ROW = 40
+
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class PowerCut(BaseException):
@@ -156,3 +164,31 @@ def test_the_unfinished_plan_of_a_past_bar_is_abandoned_its_sent_order_kept_and_
     again = restarted.step(crash_row)
     assert again.status is StepStatus.SKIPPED_DUPLICATE
     assert [o[0] for o in sent_orders(server) if o[0].startswith(prefix)] == [sent[0]]
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_a_trading_process_killed_with_sigkill_after_order_k_is_resumed_by_the_next_process_without_a_difference(
+        alpaca_account, tmp_path, k: int) -> None:
+    panel = walk_panel(bars=60)
+    model = model_for(panel, LinearPolicy)
+    crash_row = 21
+    reference, reference_journal = no_crash_run(alpaca_account, tmp_path, model, panel)
+    prefix = f"desk-{bar_time(panel, crash_row):%Y%m%dT%H%M}-"
+    server = alpaca_account()
+    url = f"sqlite:///{tmp_path}/killed.db"
+    AlpacaDesk(server, make_engine(url), "desk", model, panel).run(range(LOOKBACK - 1, crash_row))
+    server.trading.configure(prices=dict(zip(panel.symbols, panel.close[crash_row].tolist())))
+    child = subprocess.Popen([sys.executable, "-m", "tests.trading.trade_child", server.url, url, "desk", "linear",
+                              str(crash_row)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Alpaca places the k-th order, then the process dies before it reads the reply.
+    server.trading.after_orders(k, prefix, lambda: os.kill(child.pid, signal.SIGKILL))
+    assert child.wait(timeout=300) == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    assert len([o for o in sent_orders(server) if o[0].startswith(prefix)]) == k
+
+    restarted = AlpacaDesk(server, make_engine(url), "desk", model, panel)
+    restarted.run(range(crash_row, LAST_ROW))
+
+    assert sent_orders(server) == sent_orders(reference)
+    assert server.trading.holdings == reference.trading.holdings
+    assert decisions(restarted.journal, "desk") == decisions(reference_journal, "desk")
