@@ -23,7 +23,8 @@ PostgreSQL stores and tracking servers are not files: the backup names them unde
 (back them up with the server's own tools, e.g. ``pg_dump``).
 
 ``restore`` verifies the whole backup first, refuses a home where something is running (a
-trader's step in flight, a study trial whose worker is alive) unless forced, moves whatever the
+flow run recorded in ``flow_runs/``, a trader's step in flight, a study trial whose worker is
+alive) unless forced, moves whatever the
 home holds aside to ``<home>-before-restore-<time>`` (nothing is deleted) and copies the backup in.
 It restores into the home the backup was taken of: MLflow records artifact locations as
 absolute paths, so a snapshot copied to another path would point back at the old one.
@@ -49,6 +50,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from cappuccino_core import flow_runs
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import Settings
 from cappuccino_core.tracking.store import tracking_uri
@@ -396,8 +398,9 @@ def restore(path: Path, home: Path, *, at: datetime, force: bool = False,
 
 
 def running_in_home(home: Path) -> list[str]:
-    """Return what runs in ``home`` on this host: trader steps in flight and study trials whose worker lives."""
-    running = []
+    """Return what runs in ``home`` on this host: flow runs, trader steps in flight, study trials whose worker lives."""
+    running = [f"flow run {r.flow_name} (pid {r.pid})" for r in flow_runs.recorded(home)
+               if r.host == socket.gethostname() and not r.is_dead()]
     database = home / "cappuccino.db"
     if database.exists():
         rows = _query(database, "SELECT trader_id, pid, host FROM lifecycle_step_in_flight")

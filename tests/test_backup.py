@@ -216,6 +216,16 @@ def test_restore_refuses_a_home_with_a_step_in_flight_unless_forced(tmp_path) ->
     assert report.forced_over and "busy-trader" in report.forced_over[0]
 
 
+def test_restore_refuses_a_home_where_a_flow_run_is_under_way(tmp_path) -> None:
+    from cappuccino_core import flow_runs
+
+    home = small_home(tmp_path / "home")
+    backup = back_up(home, tmp_path / "backups", at=T0, keep=3)
+    flow_runs.record_running(home, "run-1", "train/brave-otter", at=T0)  # this process runs a flow in the home
+    with pytest.raises(BackupError, match=r"still running: flow run train/brave-otter \(pid \d+\)"):
+        restore(backup.path, home, at=T0)
+
+
 def test_a_backup_of_another_home_is_not_restored_over_this_one(tmp_path) -> None:
     backup = back_up(small_home(tmp_path / "a"), tmp_path / "backups", at=T0, keep=3)
     with pytest.raises(BackupError, match=r"is a backup of .*/a, not of .*/b: MLflow's artifact paths"):
