@@ -392,7 +392,7 @@ def restore(path: Path, home: Path, *, at: datetime, force: bool = False,
                 Path(str(target) + suffix).unlink(missing_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup.path / f.path, target)
-    logger.warning("restored %s into %s (%d files); the previous content is in %s", backup.path, home,
+    logger.info("restored %s into %s (%d files); the previous content is in %s", backup.path, home,
                    len(backup.files), moved)
     return RestoreReport(backup.path, home, len(backup.files), moved, tuple(running) if force else ())
 
