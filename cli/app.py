@@ -971,5 +971,53 @@ def _print_status_dict(doc: dict) -> None:
     console.print(f"[{colour}]{doc['verdict']['message']}[/{colour}]")
 
 
+@app.command("backup")
+def backup_cmd(
+    keep: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Backups to keep (default CAPPUCCINO_BACKUP_KEEP).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Snapshot the home (databases through SQLite's online backup, MLflow store and artifacts, bars, journals); keep the last N."""
+    from cappuccino_core.backup import BackupError, back_up_home
+    from cappuccino_core.clock import SystemClock
+
+    try:
+        backup = back_up_home(_settings(), at=SystemClock().now(), keep=keep)
+    except (BackupError, OSError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        _print_json(backup.to_dict())
+        return
+    console.print(f"backup {backup.path}: {len(backup.files)} file(s), {backup.databases} database(s)"
+                  + (f"; deleted {len(backup.pruned)} older backup(s)" if backup.pruned else ""))
+    for line in backup.skipped:
+        console.print(f"[yellow]not in the backup:[/yellow] {line}")
+
+
+@app.command("restore")
+def restore_cmd(
+    backup: Annotated[str, typer.Argument(metavar="BACKUP", help="A backup folder, its name in the backups folder, or 'latest'.")],
+    force: Annotated[bool, typer.Option("--force", help="Restore even while trader steps or study workers run in the home.")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Bring a backup back into the home it was taken of; the home's current content is moved aside, not deleted."""
+    from cappuccino_core.backup import BackupError, backups_folder, resolve_backup, restore
+    from cappuccino_core.clock import SystemClock
+
+    settings = _settings()
+    try:
+        folder = backups_folder(settings)
+        report = restore(resolve_backup(backup, folder), settings.home, at=SystemClock().now(), force=force,
+                         backups_dir=folder)
+    except (BackupError, OSError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    console.print(f"restored {report.backup} into {report.home}: {report.files} file(s)"
+                  + (f"; the previous content is in {report.moved_aside}" if report.moved_aside else ""))
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -11,6 +11,7 @@ from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.data.store import BarStore
 from cappuccino_core.search import runner
+from tasks.flow_runs import close_dead_runs, watched
 from tasks.search import data_gate, finish_study, gate_record, prepare_study, run_trials
 
 
@@ -36,12 +37,14 @@ class TimeframeReport(BaseModel):
 def timeframe_search(params: TimeframeParams = TimeframeParams()) -> TimeframeReport:
     """Run Phase 2 and return its choice (interval, lookback, score, alternatives)."""
     settings = settings_for(params.overrides)
-    gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
-    loc = runner.StudyLocation.from_settings(settings)
-    name = params.study or f"timeframe-{SystemClock().now():%Y%m%d}"
-    spec = runner.timeframe_spec(settings, BarStore(settings.bars_dir), name, trials=params.trials)
-    spec = prepare_study(spec, loc, settings)
-    run_trials(loc, spec.name, settings, params.workers)
-    summary = finish_study(loc, spec.name)
-    choice = runner.timeframe_choice(loc, spec.name)
-    return TimeframeReport(study=spec.name, gate=gate, summary=summary.to_dict(), choice=choice.to_dict())
+    close_dead_runs(settings.home)  # runs of this home whose process was killed end Crashed
+    with watched(settings.home):  # this process is the run's until the body ends
+        gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
+        loc = runner.StudyLocation.from_settings(settings)
+        name = params.study or f"timeframe-{SystemClock().now():%Y%m%d}"
+        spec = runner.timeframe_spec(settings, BarStore(settings.bars_dir), name, trials=params.trials)
+        spec = prepare_study(spec, loc, settings)
+        run_trials(loc, spec.name, settings, params.workers)
+        summary = finish_study(loc, spec.name)
+        choice = runner.timeframe_choice(loc, spec.name)
+        return TimeframeReport(study=spec.name, gate=gate, summary=summary.to_dict(), choice=choice.to_dict())

@@ -11,6 +11,7 @@ from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.search import runner
 from flows.timeframe_search import TimeframeParams, timeframe_search
+from tasks.flow_runs import close_dead_runs, watched
 from tasks.search import data_gate, finish_study, gate_record, prepare_study, register_candidates, run_trials
 
 
@@ -38,19 +39,20 @@ class TrainReport(BaseModel):
 def train(params: TrainParams = TrainParams()) -> TrainReport:
     """Gate the data, run the training study on Phase 2's timeframe, summarise, register the best."""
     settings = settings_for(params.overrides)
-    gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
-    loc = runner.StudyLocation.from_settings(settings)
-    timeframe_name = params.timeframe_study or runner.latest_timeframe_study(loc)
-    choice = runner.timeframe_choice(loc, timeframe_name)
-    name = params.study or f"train-{SystemClock().now():%Y%m%d}"
-    spec = runner.training_spec(settings, choice, runner.require_spec(loc, timeframe_name), name, trials=params.trials)
-    spec = prepare_study(spec, loc, settings)
-    run_trials(loc, spec.name, settings, params.workers)
-    summary = finish_study(loc, spec.name)
-    selection = register_candidates(loc, spec.name, settings)
-    selected = selection.to_dict()
-    return TrainReport(study=spec.name, gate=gate, summary=summary.to_dict(),
-                       candidates=selected.pop("candidates"), selection=selected)
+    close_dead_runs(settings.home)  # runs of this home whose process was killed end Crashed
+    with watched(settings.home):  # this process is the run's until the body ends
+        gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
+        loc = runner.StudyLocation.from_settings(settings)
+        timeframe_name = params.timeframe_study or runner.latest_timeframe_study(loc)
+        choice = runner.timeframe_choice(loc, timeframe_name)
+        name = params.study or f"train-{SystemClock().now():%Y%m%d}"
+        spec = runner.training_spec(settings, choice, runner.require_spec(loc, timeframe_name), name, trials=params.trials)
+        spec = prepare_study(spec, loc, settings)
+        run_trials(loc, spec.name, settings, params.workers)
+        summary = finish_study(loc, spec.name)
+        selected = register_candidates(loc, spec.name, settings).to_dict()
+        return TrainReport(study=spec.name, gate=gate, summary=summary.to_dict(),
+                           candidates=selected.pop("candidates"), selection=selected)
 
 
 class RetrainParams(BaseModel):

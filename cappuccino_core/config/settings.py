@@ -138,6 +138,8 @@ class Settings(BaseSettings):
     notify_urls: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Apprise notification URLs for alerts (Discord, Slack, mailto, json://...), separated by whitespace."
     )
+    backup_dir: Path | None = Field(None, description="Where `cappuccino backup` writes (default: <home>/backups).")
+    backup_keep: int = Field(7, ge=1, le=1000, description="Backups kept; older ones are deleted after each new backup.")
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -3,24 +3,30 @@
 On each new closed bar ``Trader.step``:
 
 1. does nothing if the bar is already in the journal (restart safety);
-2. registers itself as in flight (``in_flight``: ``kill`` waits for it to end), then records
-   ``skipped_halted`` if the halt flag is set, ``skipped_stale`` if the bar or its lookback is
-   missing (never trading on old prices);
-3. books the previous decision's fills into the risk state (``update_after_fills``);
-4. rebuilds the observation with the model's feature spec, normaliser and lookback through
+2. registers itself as in flight (``in_flight``: ``kill`` waits for it to end), then closes any
+   open plan of an earlier bar as ``abandoned`` (its sent orders kept, the rest never sent);
+3. if the bar already has an open plan (a step that died after committing it), carries out
+   **that plan** (step 7) and nothing else: no re-planning from an account its first orders
+   have changed;
+4. records ``skipped_halted`` if the halt flag is set, ``skipped_stale`` if the bar or its
+   lookback is missing (never trading on old prices);
+5. books the previous decision's fills into the risk state (``update_after_fills``), rebuilds
+   the observation with the model's feature spec, normaliser and lookback through
    ``portfolio_env.observe`` (the environment's own code), takes the policy's deterministic
    action and passes it through ``apply_risk``;
-5. turns the actions into orders with the env's action mapping (``orders.plan_orders``) and
-   submits them with client order ids derived from (trader, bar, symbol); an id the broker
-   already holds is not submitted again; the halt flag is read again before every order, and
-   once it is set the step's remaining orders are not sent (recorded as ``not_sent``, named in
-   ``StepOutcome.not_sent`` and the row's errors);
-6. appends the journal row and the new state in one transaction.
+6. turns the actions into orders with the env's action mapping (``orders.plan_orders``), client
+   order ids derived from (trader, bar, symbol), and commits the decision and its orders as the
+   bar's ``TradePlan`` **before the first order is sent**;
+7. submits the plan's orders; an id the broker already holds is not submitted again; the halt
+   flag is read again before every order, and once it is set the step's remaining orders are
+   not sent (recorded as ``not_sent``, named in ``StepOutcome.not_sent`` and the row's errors);
+8. appends the journal row and the new state, and closes the plan, in one transaction.
 
 Broker refusals (``InsufficientFunds``, ``InvalidOrder``) are recorded and the step goes on.
 Transient failures (``TRANSIENT_ERRORS``: broker unavailable, database or network I/O)
-propagate without a journal row, so a retry redoes the step idempotently. Any other failure is
-recorded as ``error`` and re-raised.
+propagate without a journal row, so a retry redoes the step idempotently (resuming its plan
+when one was committed). Any other failure is recorded as ``error`` and re-raised; during the
+submission the row keeps the orders already sent (pending their fills) and the rest ``not_sent``.
 
 Timing matches the environment: the decision at bar ``t``'s close fills at ``t + 1``'s open
 (the ``SimBroker`` fills pending orders when it is given the next bar), and the book is
@@ -32,7 +38,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
@@ -47,9 +53,11 @@ from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError,
 from cappuccino_core.trading.broker import (
     Broker, BrokerUnavailable, InsufficientFunds, InvalidOrder, Order, OrderNotFound,
 )
-from cappuccino_core.trading.journal import JournalEntry, StepStatus, TradeJournal, TraderState
+from cappuccino_core.trading.journal import (
+    JournalEntry, PlanStatus, StepStatus, TradeJournal, TradePlan, TraderState,
+)
 from cappuccino_core.trading.model import TradingModel
-from cappuccino_core.trading.orders import PlannedOrder, client_order_id, fills_from_orders, plan_orders
+from cappuccino_core.trading.orders import PlannedOrder, fills_from_orders, plan_orders
 from cappuccino_core.risk.layers import RiskEvent, apply_risk, update_after_fills
 
 logger = logging.getLogger(__name__)
@@ -124,6 +132,13 @@ class Trader:
             return self._step(bar_time)
 
     def _step(self, bar_time: datetime) -> StepOutcome:
+        self._abandon_past_plans(bar_time)
+        stored = self.journal.plan(self.trader_id, bar_time)
+        if stored is not None and stored[1] is PlanStatus.OPEN:
+            plan = stored[0]
+            logger.warning("%s: bar %s: resuming the plan committed at %s (a restarted step)", self.trader_id,
+                           bar_time.isoformat(), plan.created_at.isoformat())
+            return self._carry_out(plan, resumed=True)
         if self._halted():
             return self._skip(bar_time, StepStatus.SKIPPED_HALTED, "trading is halted")
         try:
@@ -133,7 +148,7 @@ class Trader:
             if missing is not None:
                 return self._skip(bar_time, StepStatus.SKIPPED_STALE, missing)
             state = self.journal.load_state(self.trader_id) or TraderState.initial(len(self.model.symbols))
-            entry, new_state, not_sent = self._trade(panel, state, bar_time)
+            plan = self._decide(panel, state, bar_time)
         except MissingBarsError as exc:
             return self._skip(bar_time, StepStatus.SKIPPED_STALE, str(exc))
         except TRANSIENT_ERRORS:
@@ -141,15 +156,14 @@ class Trader:
         except Exception as exc:
             self._skip(bar_time, StepStatus.ERROR, f"{type(exc).__name__}: {exc}")
             raise
-        recorded = self.journal.record(entry, new_state)
-        status = entry.status if recorded else StepStatus.SKIPPED_DUPLICATE
-        return StepOutcome(self.trader_id, bar_time, status, entry if recorded else None,
-                           not_sent if recorded else ())
+        # Committed before the first order: from here on a restart carries out this plan.
+        stored_plan = self.journal.save_plan(plan)
+        return self._carry_out(stored_plan, resumed=stored_plan is not plan)
 
     # -- the decision ------------------------------------------------------------------------
 
-    def _trade(self, panel: MarketPanel, state: TraderState,
-               bar_time: datetime) -> tuple[JournalEntry, TraderState, tuple[str, ...]]:
+    def _decide(self, panel: MarketPanel, state: TraderState, bar_time: datetime) -> TradePlan:
+        """Read the account, book the previous fills, run the policy and the risk layers, plan the orders."""
         model, symbols = self.model, self.model.symbols
         row = panel.num_bars - 1
         close = torch.from_numpy(np.ascontiguousarray(panel.close[row], dtype=np.float64)).unsqueeze(0)
@@ -182,50 +196,67 @@ class Trader:
         planned, plan_notes = plan_orders(self.trader_id, bar_time, symbols, cash=account.cash, holdings=holdings,
                                           actions=decision.actions, prices=close, costs=model.costs)
         notes.extend(plan_notes)
-        orders, accepted, not_sent = self._submit(bar_time, planned, errors, notes)
-
+        now = self._clock.now()
         entry = JournalEntry(
-            trader_id=self.trader_id, bar_time=bar_time, status=StepStatus.TRADED, recorded_at=self._clock.now(),
+            trader_id=self.trader_id, bar_time=bar_time, status=StepStatus.TRADED, recorded_at=now,
             equity=account.equity, cash=account.cash, prices=dict(zip(symbols, close[0].tolist())),
             positions={s: positions[s].qty for s in symbols if s in positions},
             policy_actions=tuple(policy_actions[0].double().tolist()),
-            executed_actions=tuple(decision.actions[0].tolist()), orders=tuple(orders), fills=tuple(fills_record),
+            executed_actions=tuple(decision.actions[0].tolist()), fills=tuple(fills_record),
             risk_events=tuple(_event_record(e, symbols) for e in decision.events()),
             errors=tuple(errors), notes=tuple(notes),
         )
-        new_state = TraderState(risk=decision.state, pending=tuple(accepted), awaiting_fills=True,
-                                steps=state.steps + 1, last_bar_time=bar_time)
-        return entry, new_state, not_sent
+        new_state = TraderState(risk=decision.state, pending=(), awaiting_fills=True, steps=state.steps + 1,
+                                last_bar_time=bar_time)
+        by_symbol = {order.symbol: order for order in planned}
+        orders = tuple(by_symbol[s] for s in symbols if s in by_symbol)
+        return TradePlan(self.trader_id, bar_time, entry, orders, new_state, now)
 
-    def _submit(self, bar_time: datetime, planned: list[PlannedOrder], errors: list[str],
-                notes: list[str]) -> tuple[list[dict], list[str], tuple[str, ...]]:
-        """Submit the planned orders; an id the broker already holds (a restarted step) is kept, not resubmitted.
+    # -- carrying a plan out -----------------------------------------------------------------
+
+    def _carry_out(self, plan: TradePlan, *, resumed: bool) -> StepOutcome:
+        """Send the plan's orders the broker does not hold yet; write the bar's row and the state."""
+        errors, notes = list(plan.decision.errors), list(plan.decision.notes)
+        if resumed:
+            notes.append(f"carried out the plan committed at {plan.created_at.isoformat()} (a restarted step); "
+                         "nothing was re-planned")
+        submission = self._submit(plan, errors, notes)
+        status = StepStatus.TRADED if submission.failure is None else StepStatus.ERROR
+        entry = replace(plan.decision, status=status, recorded_at=self._clock.now(), orders=tuple(submission.records),
+                        errors=tuple(errors), notes=tuple(notes))
+        state = replace(plan.state, pending=tuple(submission.accepted))
+        recorded = self.journal.record(entry, state)
+        if not recorded:
+            self.journal.close_plan(self.trader_id, plan.bar_time, PlanStatus.DONE, entry.recorded_at)
+        if submission.failure is not None:
+            raise submission.failure
+        return StepOutcome(self.trader_id, plan.bar_time, entry.status if recorded else StepStatus.SKIPPED_DUPLICATE,
+                           entry if recorded else None, submission.not_sent if recorded else ())
+
+    def _submit(self, plan: TradePlan, errors: list[str], notes: list[str]) -> _Submission:
+        """Submit the plan's orders; an id the broker already holds (a restarted step) is kept, not resubmitted.
 
         The halt flag is read before each submission: from the first read that says halted on,
-        no order of this step is sent; those are recorded as ``not_sent`` and returned.
+        no order of this step is sent; those are recorded as ``not_sent`` and returned. A
+        transient failure propagates (the plan stays open; a retry resumes it). Any other failure
+        ends the submission: the order is recorded ``failed``, the rest ``not_sent``, and the
+        failure is returned to be raised once the row is written.
         """
-        by_symbol = {order.symbol: order for order in planned}
         records, accepted, not_sent = [], [], []
         halted = False
-        for symbol in self.model.symbols:
-            cid = client_order_id(self.trader_id, bar_time, symbol)
-            try:
-                existing: Order | None = self.broker.get_order(cid)
-            except OrderNotFound:
-                existing = None
+        failure: Exception | None = None
+        for order in plan.orders:
+            cid = order.client_order_id
+            existing = self._held_by_broker(cid)
             if existing is not None:
                 notes.append(f"order {cid} was already with the broker (a restarted step); not submitted again")
                 records.append(_order_record(existing))
                 accepted.append(cid)
                 continue
-            order = by_symbol.get(symbol)
-            if order is None:
-                continue
             halted = halted or self._halted()
-            if halted:
-                records.append({"client_order_id": cid, "symbol": symbol, "side": str(order.side), "qty": order.qty,
-                                "notional": order.notional, "status": "not_sent", "order_id": None,
-                                "reason": "trading was halted during the step"})
+            if halted or failure is not None:
+                reason = "trading was halted during the step" if halted else "an earlier order of the step failed"
+                records.append(_planned_record(order, "not_sent", reason))
                 not_sent.append(cid)
                 continue
             try:
@@ -233,17 +264,57 @@ class Trader:
                                                   client_order_id=cid)
             except (InsufficientFunds, InvalidOrder) as exc:
                 errors.append(f"order {cid} refused: {exc}")
-                records.append({"client_order_id": cid, "symbol": symbol, "side": str(order.side), "qty": order.qty,
-                                "notional": order.notional, "status": "refused", "order_id": None, "reason": str(exc)})
+                records.append(_planned_record(order, "refused", str(exc)))
+                continue
+            except TRANSIENT_ERRORS:
+                raise
+            except Exception as exc:
+                failure = exc
+                errors.append(f"order {cid} failed: {type(exc).__name__}: {exc}")
+                records.append(_planned_record(order, "failed", f"{type(exc).__name__}: {exc}"))
                 continue
             records.append(_order_record(placed))
             accepted.append(cid)
         if not_sent:
-            errors.append(f"trading was halted during the step: {len(not_sent)} order(s) not sent: "
-                          + ", ".join(not_sent))
-            logger.warning("%s: bar %s: halted during the step, %d order(s) not sent", self.trader_id,
-                           bar_time.isoformat(), len(not_sent))
-        return records, accepted, tuple(not_sent)
+            why = "trading was halted during the step" if halted else "an order of the step failed"
+            errors.append(f"{why}: {len(not_sent)} order(s) not sent: " + ", ".join(not_sent))
+            logger.warning("%s: bar %s: %s, %d order(s) not sent", self.trader_id, plan.bar_time.isoformat(), why,
+                           len(not_sent))
+        return _Submission(records, accepted, tuple(not_sent), failure)
+
+    def _held_by_broker(self, client_order_id: str) -> Order | None:
+        try:
+            return self.broker.get_order(client_order_id)
+        except OrderNotFound:
+            return None
+
+    def _abandon_past_plans(self, bar_time: datetime) -> None:
+        """Close every open plan of an earlier bar: its sent orders are kept, the others never sent.
+
+        Its row (status ``abandoned``) carries the plan's state with the sent orders pending,
+        so their fills are booked at this bar like any decision's.
+        """
+        for plan in self.journal.open_plans(self.trader_id):
+            if plan.bar_time >= bar_time:
+                continue
+            records, accepted, not_sent = [], [], []
+            for order in plan.orders:
+                existing = self._held_by_broker(order.client_order_id)
+                if existing is None:
+                    records.append(_planned_record(order, "not_sent", f"its bar passed before it was sent; "
+                                                                       f"abandoned at {bar_time.isoformat()}"))
+                    not_sent.append(order.client_order_id)
+                else:
+                    records.append(_order_record(existing))
+                    accepted.append(order.client_order_id)
+            reason = (f"the plan of bar {plan.bar_time.isoformat()} did not finish before bar {bar_time.isoformat()}: "
+                      f"abandoned; {len(accepted)} order(s) it had sent kept, {len(not_sent)} not sent"
+                      + (": " + ", ".join(not_sent) if not_sent else ""))
+            logger.warning("%s: %s", self.trader_id, reason)
+            entry = replace(plan.decision, status=StepStatus.ABANDONED, recorded_at=self._clock.now(),
+                            orders=tuple(records), errors=(*plan.decision.errors, reason))
+            if not self.journal.record(entry, replace(plan.state, pending=tuple(accepted))):
+                self.journal.close_plan(self.trader_id, plan.bar_time, PlanStatus.ABANDONED, entry.recorded_at)
 
     def _final(self, order: Order, errors: list[str]) -> Order:
         """Return the order as it ended; one still open a bar later is cancelled (and recorded)."""
@@ -277,6 +348,21 @@ class Trader:
         recorded = self.journal.record(entry)
         return StepOutcome(self.trader_id, bar_time, status if recorded else StepStatus.SKIPPED_DUPLICATE,
                            entry if recorded else None)
+
+
+@dataclass(frozen=True)
+class _Submission:
+    """What sending a plan's orders did."""
+
+    records: list[dict]
+    accepted: list[str]
+    not_sent: tuple[str, ...]
+    failure: Exception | None
+
+
+def _planned_record(order: PlannedOrder, status: str, reason: str) -> dict:
+    return {"client_order_id": order.client_order_id, "symbol": order.symbol, "side": str(order.side),
+            "qty": order.qty, "notional": order.notional, "status": status, "order_id": None, "reason": reason}
 
 
 def _order_record(order: Order) -> dict:

@@ -33,6 +33,7 @@ REQUIRED: dict[str, timedelta | None] = {
     "promotion": None,
     "live-gate": None,
     "health": timedelta(minutes=5),
+    "backup": timedelta(days=1),
 }
 
 

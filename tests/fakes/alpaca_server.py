@@ -500,6 +500,7 @@ class FakeTrading:
         self._orders: list[dict[str, Any]] = []
         self._positions: dict[str, list[float]] = {}  # symbol -> [qty, cost basis]
         self._lost: dict[str, int] = {}
+        self._after_orders: tuple[int, str, Callable[[], None]] | None = None
         self._ticks = 0
 
     def install(self, server: FakeAlpacaServer) -> None:
@@ -543,6 +544,14 @@ class FakeTrading:
         """Make the next ``times`` requests to ``path`` (a route path) do their work, then answer 500."""
         with self._lock:
             self._lost[path] = self._lost.get(path, 0) + times
+
+    def after_orders(self, count: int, prefix: str, action: Callable[[], None]) -> None:
+        """Run ``action`` once the ``count``-th order whose client id starts with ``prefix`` is placed, before its reply.
+
+        For crash tests: ``action`` kills the client process, which then never sees the reply.
+        """
+        with self._lock:
+            self._after_orders = (count, prefix, action)
 
     def fill_open_orders(self) -> list[dict[str, Any]]:
         """Fill every open order (sells first) at the current prices; return them."""
@@ -636,8 +645,13 @@ class FakeTrading:
         symbol = _pair(str(body["symbol"]))
         qty = None if body.get("qty") is None else _round9(float(body["qty"]))
         notional = None if body.get("notional") is None else _round9(float(body["notional"]))
-        return FakeResponse(200, self._create(symbol, body["side"], qty, notional, client_order_id,
-                                              body["time_in_force"]))
+        created = self._create(symbol, body["side"], qty, notional, client_order_id, body["time_in_force"])
+        if self._after_orders is not None:
+            count, prefix, action = self._after_orders
+            if sum(o["client_order_id"].startswith(prefix) for o in self._orders) == count:
+                self._after_orders = None
+                action()
+        return FakeResponse(200, created)
 
     def _list_orders(self, request: FakeRequest) -> FakeResponse:
         status = request.query.get("status", "open")

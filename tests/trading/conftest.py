@@ -14,12 +14,19 @@ from sqlalchemy import Engine, event, text
 from cappuccino_core.db import make_engine
 from tests.conftest import postgres_url_or_skip
 from tests.fakes.alpaca_server import FakeAlpacaServer, refuse_non_local_http
+from tests.trading.alpaca_desk import open_alpaca_accounts
 
 
 @pytest.fixture(autouse=True)
 def _only_local_http(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail any test that would send an HTTP request anywhere but this machine."""
     refuse_non_local_http(monkeypatch)
+
+
+@pytest.fixture
+def alpaca_account() -> Iterator[Callable[[], FakeAlpacaServer]]:
+    """Return ``open()``: a new fake Alpaca account (10,000 USD, immediate fills), stopped after the test."""
+    yield from open_alpaca_accounts()
 
 
 @pytest.fixture
