@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     candidates: int = Field(10, ge=1, le=100, description="Best trials retrained and registered as arena candidates.")
     model_name: str = Field("cappuccino-ppo", min_length=1, description="Registered model of the candidates.")
     seed: int = Field(0, ge=0, description="Base seed of studies (sampler and training seeds).")
-    # --- lifecycle (issue 7): sandbox -> production (paper) -> live -------------------------------
+    # --- lifecycle: sandbox -> production (paper) -> live ---------------------------------------
     sandbox_days: float = Field(2.0, gt=0, le=30, description="Days a sandbox run paper-trades before it meets the production model.")
     production_cash: float = Field(
         10_000.0, gt=0, description="Starting cash of the production model's SimBroker account (used when no Alpaca paper keys are set)."
