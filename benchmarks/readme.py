@@ -62,6 +62,8 @@ FIGURES: dict[str, Figure] = {
     "ppo_train_steps_per_s": Figure("env steps/s", "Our PPO training throughput with the default trial budget (256 episodes, lookback 20, 7 assets, a year of 1h bars), no validation."),
     "ppo_train_steps": Figure("env steps", "Env steps of the PPO throughput run (the default trial budget)."),
     "ppo_torch_threads": Figure("threads", "torch threads PPO trained with."),
+    "ppo_phase_seconds_per_100k": Figure("s", "Seconds per 100k env steps of the ppo_train_steps_per_s run spent in env steps (observation assembly included), the policy's forward passes in the rollout, and the updates (GAE included)."),
+    "ppo_phase_other_seconds_per_100k": Figure("s", "The rest of that run per 100k env steps: rollout book-keeping (buffer writes, episode returns) and set-up."),
     "sb3_train_steps_per_s": Figure("env steps/s", "Stable-Baselines3 PPO (MlpPolicy 64×64, n_steps 2048, batch 64, 10 epochs) on the Gymnasium adapter, same market."),
     "sb3_train_steps": Figure("env steps", "Env steps of the Stable-Baselines3 run."),
     "sb3_n_envs": Figure("envs", "Environments in Stable-Baselines3's DummyVecEnv."),

@@ -100,17 +100,26 @@ def bench_env() -> dict:
 
 
 def bench_ppo() -> dict:
-    """PPO training throughput on the real env with the default trial settings (no validation)."""
+    """PPO training throughput on the real env with the default trial settings (no validation).
+
+    ``ppo_phase_seconds_per_100k`` splits the run into env steps (observation assembly
+    included), the policy's forward passes in the rollout, and the updates (GAE included);
+    ``ppo_phase_other_seconds_per_100k`` is what is left (rollout book-keeping, set-up).
+    """
     from cappuccino_core.agents.ppo import train
     from cappuccino_core.env.portfolio_env import PortfolioEnv
 
     panel = _synthetic_panel(365)
     env = PortfolioEnv(panel, TRIAL_ENV, FeatureNormalizer.fit(panel.features), seed=0)
     result = train(TRIAL_PPO, env, seed=0)
+    phases = result.phase_seconds.per_steps(result.env_steps)
+    total = result.wall_seconds * 100_000 / result.env_steps
     return {
         "ppo_train_steps_per_s": round(result.steps_per_second),
         "ppo_train_steps": result.env_steps,
         "ppo_torch_threads": TRIAL_PPO.torch_threads,
+        "ppo_phase_seconds_per_100k": {name: round(value, 3) for name, value in phases.items()},
+        "ppo_phase_other_seconds_per_100k": round(total - sum(phases.values()), 3),
     }
 
 

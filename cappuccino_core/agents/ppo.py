@@ -74,6 +74,41 @@ class RolloutEnd:
     finished_returns: torch.Tensor
 
 
+class PhaseClock:
+    """Seconds spent in each phase of training, summed with ``perf_counter`` (cheap, always on).
+
+    ``env``: ``env.step`` (stepping, accounting, observation assembly); ``rollout_forward``:
+    the policy's forward passes while collecting a rollout (incl. the time-limit bootstrap);
+    ``update``: the bootstrap value, GAE and ``ppo_update``.
+    """
+
+    __slots__ = ("env", "rollout_forward", "update")
+
+    def __init__(self) -> None:
+        self.env = 0.0
+        self.rollout_forward = 0.0
+        self.update = 0.0
+
+    def freeze(self) -> PhaseSeconds:
+        """Return the totals as an immutable value."""
+        return PhaseSeconds(env=self.env, rollout_forward=self.rollout_forward, update=self.update)
+
+
+@dataclass(frozen=True)
+class PhaseSeconds:
+    """Wall seconds of a run spent per phase (see ``PhaseClock``); evaluation is in none of them."""
+
+    env: float
+    rollout_forward: float
+    update: float
+
+    def per_steps(self, env_steps: int, per: int = 100_000) -> dict[str, float]:
+        """Return the seconds of each phase per ``per`` env steps."""
+        scale = per / env_steps
+        return {"env": self.env * scale, "rollout_forward": self.rollout_forward * scale,
+                "update": self.update * scale}
+
+
 @torch.no_grad()
 def collect_rollout(
     env: VecEnv,
@@ -85,27 +120,36 @@ def collect_rollout(
     episode_return: torch.Tensor,
     gamma: float,
     generator: torch.Generator | None = None,
+    clock: PhaseClock | None = None,
 ) -> RolloutEnd:
     """Run the stochastic policy for ``rollout_steps`` batched steps, filling ``buffer``.
 
     Time-limit fix (Pardo et al. 2018): a truncated episode did not really end, so its last
     reward becomes ``r + gamma * V(final_obs)``; the step is then marked done like a
-    termination, so GAE does not bootstrap through the auto-reset observation.
+    termination, so GAE does not bootstrap through the auto-reset observation. ``clock``, if
+    given, accumulates the seconds spent in the env and in the policy's forward passes.
     """
+    clock = clock if clock is not None else PhaseClock()
     finished: list[torch.Tensor] = []
     for step in range(buffer.obs.shape[0]):
         buffer.obs[step] = obs
         buffer.dones[step] = done
+        tick = time.perf_counter()
         action, logprob, _, value = agent.get_action_and_value(obs, generator=generator)
+        tock = time.perf_counter()
+        clock.rollout_forward += tock - tick
         buffer.actions[step] = action
         buffer.logprobs[step] = logprob
         buffer.values[step] = value
 
         result = env.step(action)  # raw Gaussian sample; the env clips to [-1, 1]
+        tick = time.perf_counter()
+        clock.env += tick - tock
         reward = result.reward.clone()
         truncated = result.truncated & ~result.terminated
         if truncated.any():
             reward[truncated] += gamma * agent.get_value(result.final_obs[truncated])
+            clock.rollout_forward += time.perf_counter() - tick
         buffer.rewards[step] = reward
 
         episode_return = episode_return + result.reward
@@ -317,6 +361,7 @@ class TrainResult:
         wall_seconds: wall time of the run (monotonic clock).
         steps_per_second: ``env_steps / wall_seconds``, evaluation time included.
         kl_early_stops: number of updates cut short by ``target_kl``.
+        phase_seconds: wall seconds spent in env steps, rollout forward passes and updates.
     """
 
     agent: ActorCritic
@@ -330,6 +375,7 @@ class TrainResult:
     wall_seconds: float
     steps_per_second: float
     kl_early_stops: int
+    phase_seconds: PhaseSeconds
 
 
 def train(
@@ -390,6 +436,7 @@ def _train_loop(
     all_stats: list[UpdateStats] = []
     window_returns: list[torch.Tensor] = []
     num_updates = config.num_updates
+    clock = PhaseClock()
 
     for update in range(1, num_updates + 1):
         if config.anneal_lr:  # linear decay to 0 over the run
@@ -398,14 +445,16 @@ def _train_loop(
 
         rollout = collect_rollout(env, agent, obs, buffer, done=done,
                                   episode_return=episode_return, gamma=config.gamma,
-                                  generator=generator)
+                                  generator=generator, clock=clock)
         obs, done, episode_return = rollout.next_obs, rollout.next_done, rollout.episode_return
+        tick = time.perf_counter()
         with torch.no_grad():
             next_value = agent.get_value(obs)
         advantages, returns = compute_gae(buffer.rewards, buffer.values, buffer.dones,
                                           next_value, done, config.gamma, config.gae_lambda)
         stats = ppo_update(agent, optimizer, Batch.from_rollout(buffer, advantages, returns),
                            config, generator=generator, update=update)
+        clock.update += time.perf_counter() - tick
         all_stats.append(stats)
 
         global_step = update * config.batch_size
@@ -437,6 +486,7 @@ def _train_loop(
         wall_seconds=wall_seconds,
         steps_per_second=env_steps / wall_seconds,
         kl_early_stops=sum(s.early_stopped for s in all_stats),
+        phase_seconds=clock.freeze(),
     )
 
 
