@@ -13,14 +13,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
 from torch import nn
 
 from cappuccino_core.agents.config import PPOConfig
-from cappuccino_core.agents.networks import ActorCritic
+from cappuccino_core.agents.networks import PolicyNetwork, build_actor_critic
 from cappuccino_core.env.protocol import VecEnv
 
 logger = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class PhaseSeconds:
 @torch.no_grad()
 def collect_rollout(
     env: VecEnv,
-    agent: ActorCritic,
+    agent: PolicyNetwork,
     obs: torch.Tensor,
     buffer: RolloutBuffer,
     *,
@@ -220,6 +220,13 @@ class Batch:
             values=buffer.values.flatten(),
         )
 
+    def select(self, indices: torch.Tensor) -> Batch:
+        """Return the rows ``indices`` of every array (one minibatch, the ``mb_`` arrays).
+
+        ``index_select`` rather than ``tensor[indices]``: the same rows, gathered several times faster.
+        """
+        return Batch(*(getattr(self, f.name).index_select(0, indices) for f in fields(self)))
+
 
 @dataclass(frozen=True)
 class UpdateStats:
@@ -241,7 +248,7 @@ class UpdateStats:
 
 
 def ppo_update(
-    agent: ActorCritic,
+    agent: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     batch: Batch,
     config: PPOConfig,
@@ -265,10 +272,9 @@ def ppo_update(
         b_inds = torch.randperm(b_size, generator=generator)
         for mb_index, start in enumerate(range(0, b_size, config.minibatch_size)):
             mb_inds = b_inds[start : start + config.minibatch_size]
-            _, newlogprob, entropy, newvalue = agent.get_action_and_value(
-                batch.obs[mb_inds], batch.actions[mb_inds]
-            )
-            logratio = newlogprob - batch.logprobs[mb_inds]
+            mb = batch.select(mb_inds)
+            _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb.obs, mb.actions)
+            logratio = newlogprob - mb.logprobs
             ratio = logratio.exp()
             with torch.no_grad():
                 # KL(old||new) estimators; (ratio - 1) - log ratio is unbiased and >= 0 (k3).
@@ -276,7 +282,7 @@ def ppo_update(
                 approx_kl = ((ratio - 1) - logratio).mean()
                 clipfrac = ((ratio - 1.0).abs() > config.clip_coef).float().mean()
 
-            mb_advantages = batch.advantages[mb_inds]
+            mb_advantages = mb.advantages
             if config.norm_adv:
                 mb_advantages = (mb_advantages - mb_advantages.mean()) / (
                     mb_advantages.std() + 1e-8
@@ -287,10 +293,10 @@ def ppo_update(
                                                     1 + config.clip_coef)
             pg_loss = torch.max(pg_loss1, pg_loss2).mean()
 
-            mb_returns = batch.returns[mb_inds]
+            mb_returns = mb.returns
             v_loss_unclipped = (newvalue - mb_returns) ** 2
             if config.clip_vloss:
-                mb_values = batch.values[mb_inds]
+                mb_values = mb.values
                 v_clipped = mb_values + torch.clamp(
                     newvalue - mb_values, -config.clip_coef, config.clip_coef
                 )
@@ -364,7 +370,7 @@ class TrainResult:
         phase_seconds: wall seconds spent in env steps, rollout forward passes and updates.
     """
 
-    agent: ActorCritic
+    agent: PolicyNetwork
     final_score: float | None
     best_score: float | None
     best_step: int | None
@@ -383,10 +389,10 @@ def train(
     env: VecEnv,
     *,
     seed: int,
-    evaluate: Callable[[ActorCritic], float] | None = None,
+    evaluate: Callable[[PolicyNetwork], float] | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train a fresh ActorCritic on ``env`` with PPO; deterministic on CPU for a ``seed``.
+    """Train a fresh actor-critic (``config.architecture``) on ``env`` with PPO; deterministic on CPU for a ``seed``.
 
     Every ``eval_every_updates`` updates and after the last, the score is ``evaluate(agent)``
     (or, without ``evaluate``, the mean return of training episodes finished since the last
@@ -416,15 +422,16 @@ def _train_loop(
     config: PPOConfig,
     env: VecEnv,
     seed: int,
-    evaluate: Callable[[ActorCritic], float] | None,
+    evaluate: Callable[[PolicyNetwork], float] | None,
     callback: Callable[[int, float], None] | None,
 ) -> TrainResult:
     started = time.perf_counter()
     # A private generator (not torch.manual_seed) so concurrent trials in one process replay
     # exactly; seeded from a stream independent of the env's seed.
     generator = torch.Generator().manual_seed(_agent_seed(seed))
-    agent = ActorCritic(env.obs_dim, env.action_dim, config.hidden_sizes, config.activation,
-                        config.init_log_std, generator=generator)
+    agent = build_actor_critic(config.architecture, env.layout, env.action_dim, config.hidden_sizes,
+                               config.activation, config.init_log_std, encoder_sizes=config.encoder_sizes,
+                               generator=generator)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
     buffer = RolloutBuffer.allocate(config.rollout_steps, config.num_envs, env.obs_dim,
                                     env.action_dim)
@@ -491,8 +498,8 @@ def _train_loop(
 
 
 def _score(
-    agent: ActorCritic,
-    evaluate: Callable[[ActorCritic], float] | None,
+    agent: PolicyNetwork,
+    evaluate: Callable[[PolicyNetwork], float] | None,
     window_returns: list[torch.Tensor],
     global_step: int,
 ) -> float | None:
