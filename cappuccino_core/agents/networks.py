@@ -75,16 +75,26 @@ class _GaussianActorCritic(nn.Module):
         mean = self.action_mean(obs)
         return Normal(mean, self.actor_logstd.expand_as(mean).exp())
 
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return ``obs`` as the network reads it (the same values, maybe reordered; here: ``obs``).
+
+        ``get_action_and_value(..., prepared=True)`` takes this; the PPO update prepares its
+        batch once rather than reordering every minibatch again.
+        """
+        return obs
+
     def get_action_and_value(
         self,
         obs: torch.Tensor,
         action: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        prepared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample (or score a given) action; return ``(action, log_prob, entropy, value)``.
 
-        ``log_prob`` and ``entropy`` are summed over action dimensions (``[B]``).
+        ``log_prob`` and ``entropy`` are summed over action dimensions (``[B]``). ``prepared``:
+        ``obs`` is ``prepare(observations)`` (the dense MLP reads observations as they are).
         """
         dist = self.distribution(obs)
         if action is None:
@@ -152,12 +162,14 @@ class ActorCritic(_GaussianActorCritic):
 class AssetEncoderActorCritic(_GaussianActorCritic):
     """One encoder shared by every asset, then an actor and a critic MLP over the asset codes.
 
-    Each asset's window (``lookback x num_features`` values, ``ObservationLayout``) goes
-    through the same ``encoder`` (layers of ``encoder_sizes``, each followed by the activation;
-    the last width is the size of an asset's code), so the first layer is ``num_assets`` times narrower than a dense one over the whole
-    window and every asset is read by the same weights. The codes, in asset order, plus the
-    portfolio part of the observation feed the actor and critic MLPs (``hidden_sizes``), as in
-    ``ActorCritic``. The encoder is shared by actor and critic: it is most of the compute.
+    Each asset's window (``lookback x num_features`` values, oldest bar first, from the
+    bar-major ``ObservationLayout``) goes through the same ``encoder`` (layers of
+    ``encoder_sizes``, each followed by the activation; the last width is the size of an
+    asset's code), so the first layer is about ``num_assets`` times narrower than a dense one
+    over the whole observation and every asset is read by the same weights. Each asset's code
+    and its weight in the book, in asset order, feed the actor and critic MLPs
+    (``hidden_sizes``), as in ``ActorCritic``; the cash fraction is not read (it is one minus
+    the weights). The encoder is shared by actor and critic: it is most of the compute.
     """
 
     architecture = Architecture.ASSET_ENCODER
@@ -187,19 +199,28 @@ class AssetEncoderActorCritic(_GaussianActorCritic):
             layers += [_layer(width, size, math.sqrt(2), generator), _ACTIVATIONS[self.activation]()]
             width = size
         self.encoder = nn.Sequential(*layers)
-        head_in = layout.portfolio_dim + layout.num_assets * width
+        head_in = layout.num_assets * (width + 1)
         self.critic = _mlp(head_in, self.hidden_sizes, 1, 1.0, self.activation, generator)
         self.actor_mean = _mlp(head_in, self.hidden_sizes, action_dim, 0.01, self.activation, generator)
         self.actor_logstd = nn.Parameter(torch.full((1, action_dim), float(init_log_std)))
 
-    def features(self, obs: torch.Tensor) -> torch.Tensor:
-        """Return ``[B, portfolio_dim + A * encoder_width]``: the portfolio part and the asset codes."""
+    def prepare(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return ``[B, A, lookback * num_features + 1]``: each asset's window, then its weight.
+
+        The observation's window is bar-major (``ObservationLayout``); the encoder reads one
+        asset at a time, so each asset's values are made contiguous here, once.
+        """
         lay = self.layout
-        portfolio, window = obs[:, : lay.portfolio_dim], obs[:, lay.portfolio_dim :]
-        # [B, L, A, F] -> [B, A, L * F]: each asset's window, oldest bar first.
-        per_asset = window.reshape(-1, lay.lookback, lay.num_assets, lay.num_features).transpose(1, 2)
-        codes = self.encoder(per_asset.reshape(-1, lay.num_assets, lay.lookback * lay.num_features))
-        return torch.cat([portfolio, codes.flatten(1)], dim=1)
+        window = obs[:, lay.portfolio_dim :].reshape(-1, lay.lookback, lay.num_assets, lay.num_features)
+        weights = obs[:, 1 : lay.portfolio_dim].unsqueeze(2)
+        return torch.cat([window.transpose(1, 2).flatten(2), weights], dim=2)
+
+    def features(self, obs: torch.Tensor, *, prepared: bool = False) -> torch.Tensor:
+        """Return ``[B, A * (code + 1)]``: each asset's code and weight, in asset order."""
+        inputs = obs if prepared else self.prepare(obs)
+        # The window columns are a strided view (row stride L * F + 1): the first layer reads it uncopied.
+        codes = self.encoder(inputs[:, :, :-1])
+        return torch.cat([codes, inputs[:, :, -1:]], dim=2).flatten(1)
 
     def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
         """Return the policy mean ``[B, A]``."""
@@ -215,9 +236,10 @@ class AssetEncoderActorCritic(_GaussianActorCritic):
         action: torch.Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        prepared: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``ActorCritic.get_action_and_value``, encoding the observation once for both heads."""
-        feats = self.features(obs)
+        feats = self.features(obs, prepared=prepared)
         mean = self.actor_mean(feats)
         dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
         if action is None:

@@ -17,8 +17,8 @@ def _encoder(seed: int = 0) -> AssetEncoderActorCritic:
 
 
 def _codes(agent: AssetEncoderActorCritic, obs: torch.Tensor) -> torch.Tensor:
-    """The per-asset codes ``[B, A, code]`` of the features the heads read."""
-    return agent.features(obs)[:, LAYOUT.portfolio_dim :].reshape(obs.shape[0], LAYOUT.num_assets, -1)
+    """The per-asset codes and weights ``[B, A, code + 1]`` the heads read."""
+    return agent.features(obs).reshape(obs.shape[0], LAYOUT.num_assets, -1)
 
 
 def _window(obs: torch.Tensor) -> torch.Tensor:
@@ -41,6 +41,7 @@ def test_every_asset_is_read_by_the_same_encoder_weights():
     obs = torch.randn(4, LAYOUT.obs_dim, generator=torch.Generator().manual_seed(2))
     swapped = obs.clone()
     _window(swapped)[:, :, [0, 2], :] = _window(obs)[:, :, [2, 0], :]  # assets 0 and 2 trade windows
+    swapped[:, [1, 3]] = obs[:, [3, 1]]  # and weights in the book
     torch.testing.assert_close(_codes(agent, swapped), _codes(agent, obs)[:, [2, 1, 0]])
 
 
@@ -75,3 +76,14 @@ def test_build_gives_the_architecture_asked_for_with_reproducible_weights():
                                 "lookback": 4, "num_features": 5}
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name]), name
+
+
+def test_a_prepared_batch_scores_actions_exactly_as_the_raw_observations():
+    agent = _encoder()
+    obs = torch.randn(5, LAYOUT.obs_dim, generator=torch.Generator().manual_seed(6))
+    actions = torch.randn(5, 3, generator=torch.Generator().manual_seed(7))
+    raw = agent.get_action_and_value(obs, actions)
+    prepared = agent.get_action_and_value(agent.prepare(obs), actions, prepared=True)
+    for a, b in zip(raw, prepared):
+        torch.testing.assert_close(a, b)
+    assert agent.prepare(obs).shape == (5, LAYOUT.num_assets, LAYOUT.lookback * LAYOUT.num_features + 1)
