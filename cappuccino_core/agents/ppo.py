@@ -109,7 +109,7 @@ class PhaseSeconds:
                 "update": self.update * scale}
 
 
-@torch.inference_mode()  # no autograd bookkeeping at all while acting (cheaper than no_grad)
+@torch.no_grad()  # not inference_mode: its tensors (next_obs) could not be used with autograd afterwards
 def collect_rollout(
     env: VecEnv,
     agent: PolicyNetwork,
