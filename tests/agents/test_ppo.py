@@ -126,7 +126,7 @@ def deterministic_score(env_seed: int = 123):
     ("learning_rate", math.nan), ("gae_lambda", 1.1), ("clip_coef", 0.0), ("num_envs", 0),
     ("update_epochs", 0), ("max_grad_norm", -1.0), ("target_kl", 0.0), ("ent_coef", -0.1),
     ("hidden_sizes", ()), ("hidden_sizes", (64, 0)), ("torch_threads", 0),
-    ("eval_every_updates", 0), ("rollout_steps", 2.5),
+    ("eval_every_updates", 0), ("rollout_steps", 2.5), ("encoder_sizes", ()), ("encoder_sizes", (16, 0)),
 ])
 def test_config_rejects_a_bad_hyperparameter_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -153,8 +153,14 @@ def test_config_rejects_an_unknown_activation():
         PPOConfig(activation="swish")
 
 
+def test_config_rejects_an_unknown_architecture():
+    with pytest.raises(ValueError, match="transformer"):
+        PPOConfig(architecture="transformer")
+
+
 def test_config_round_trips_through_a_dict():
-    config = PPOConfig(hidden_sizes=(32, 16), activation="relu", target_kl=0.02)
+    config = PPOConfig(hidden_sizes=(32, 16), activation="relu", target_kl=0.02,
+                       architecture="asset_encoder", encoder_sizes=(8, 4))
     assert PPOConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="bogus"):
         PPOConfig.from_dict({**config.to_dict(), "bogus": 1})
