@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks.readme import README, update_readme
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
-SECTIONS = ("ingest", "env", "ppo", "sb3", "trial", "study", "arena", "make_run", "risk", "demo_seeds", "noedge", "cli")
+SECTIONS = ("ingest", "env", "ppo", "sb3", "quality", "trial", "study", "arena", "make_run", "risk", "demo_seeds", "noedge", "cli")
 
 
 def main() -> None:

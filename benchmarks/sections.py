@@ -33,6 +33,15 @@ TRIAL_ENV = EnvConfig(lookback=20, episode_bars=128, num_envs=256)
 torch.set_num_threads(1)
 
 
+def _warm_torch() -> None:
+    """Pay torch's one-off lazy import (its first ``torch.optim.Adam`` imports the compiler stack, seconds).
+
+    Once per process; a study worker pays it once for all its trials, and Stable-Baselines3's
+    figures exclude it (it builds its optimizer before its clock starts), so ours does too.
+    """
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -100,17 +109,27 @@ def bench_env() -> dict:
 
 
 def bench_ppo() -> dict:
-    """PPO training throughput on the real env with the default trial settings (no validation)."""
+    """PPO training throughput on the real env with the default trial settings (no validation).
+
+    ``ppo_phase_seconds_per_100k`` splits the run into env steps (observation assembly
+    included), the policy's forward passes in the rollout, and the updates (GAE included);
+    ``ppo_phase_other_seconds_per_100k`` is what is left (rollout book-keeping, set-up).
+    """
     from cappuccino_core.agents.ppo import train
     from cappuccino_core.env.portfolio_env import PortfolioEnv
 
     panel = _synthetic_panel(365)
     env = PortfolioEnv(panel, TRIAL_ENV, FeatureNormalizer.fit(panel.features), seed=0)
+    _warm_torch()
     result = train(TRIAL_PPO, env, seed=0)
+    phases = result.phase_seconds.per_steps(result.env_steps)
+    total = result.wall_seconds * 100_000 / result.env_steps
     return {
         "ppo_train_steps_per_s": round(result.steps_per_second),
         "ppo_train_steps": result.env_steps,
         "ppo_torch_threads": TRIAL_PPO.torch_threads,
+        "ppo_phase_seconds_per_100k": {name: round(value, 3) for name, value in phases.items()},
+        "ppo_phase_other_seconds_per_100k": round(total - sum(phases.values()), 3),
     }
 
 
@@ -145,12 +164,20 @@ def bench_ppo_cached() -> float:
     return bench_ppo()["ppo_train_steps_per_s"]
 
 
+def bench_quality() -> dict:
+    """Time to quality on held-out bars, ours vs Stable-Baselines3 (see benchmarks/quality.py)."""
+    from benchmarks.quality import bench_quality as run
+
+    return run()
+
+
 def bench_trial() -> dict:
     """Seconds for one default trial: fit on 70% of a year of bars, validate on the held-out rest."""
     from cappuccino_core.agents.fit import ValidationSet, fit_agent
 
     panel = _synthetic_panel(365)
     cut = int(panel.num_bars * 0.7)
+    _warm_torch()
     started = time.perf_counter()
     fit = fit_agent(
         panel.rows(0, cut), env_config=TRIAL_ENV, ppo_config=TRIAL_PPO, seed=0, created_at=datetime.now(UTC),

@@ -3,6 +3,11 @@
 The card says everything needed to rebuild the model's inputs exactly (feature spec, symbols
 in order, interval, lookback, normalisation, action mapping, env and PPO configs) and pins the
 weights by SHA-256, so a loaded model is either the one that was saved or an error.
+
+Card format 2 adds ``architecture`` (``networks.*.describe()``: the network's kind and what
+rebuilds it). A format-1 card has none and always described the dense MLP
+(``ActorCritic``), so it loads with that architecture, exactly as it was trained; a card of a
+format newer than this code reads is refused with one line saying so.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ import numpy as np
 import torch
 
 import cappuccino_core
-from cappuccino_core.agents.networks import ActorCritic
+from cappuccino_core.agents.config import Architecture
+from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic, PolicyNetwork
+from cappuccino_core.env.protocol import ObservationLayout
 from cappuccino_core.features.spec import FeatureSpec
 
 WEIGHTS_FILE = "actor.pt"
 CARD_FILE = "model_card.json"
-CARD_FORMAT_VERSION = 1
+CARD_FORMAT_VERSION = 2
+MLP_ARCHITECTURE: dict[str, Any] = {"kind": str(Architecture.MLP)}
+"""What a card without ``architecture`` (format 1) describes: the dense MLP."""
 
 
 class CheckpointError(RuntimeError):
@@ -70,6 +79,8 @@ class ModelCard:
         study: Optuna study name, if any.
         trial: Optuna trial number, if any.
         format_version: version of this card's layout.
+        architecture: the network (``describe()`` of it); None means the dense MLP, the only
+            architecture of format-1 cards.
     """
 
     feature_spec: dict[str, Any]
@@ -91,6 +102,12 @@ class ModelCard:
     study: str | None = None
     trial: int | None = None
     format_version: int = CARD_FORMAT_VERSION
+    architecture: dict[str, Any] | None = None
+
+    @property
+    def network(self) -> dict[str, Any]:
+        """The architecture the weights belong to (the dense MLP when the card names none)."""
+        return dict(self.architecture) if self.architecture is not None else dict(MLP_ARCHITECTURE)
 
     def __post_init__(self) -> None:
         """Coerce JSON lists to tuples and check ``created_at`` is UTC-aware ISO-8601."""
@@ -135,7 +152,7 @@ def library_versions() -> dict[str, str]:
 
 
 def save_checkpoint(
-    path: str | Path, agent: ActorCritic, card: ModelCard, *, overwrite: bool = False
+    path: str | Path, agent: PolicyNetwork, card: ModelCard, *, overwrite: bool = False
 ) -> ModelCard:
     """Write ``actor.pt`` and ``model_card.json`` into directory ``path``; return the card saved.
 
@@ -161,15 +178,23 @@ def save_checkpoint(
     return saved
 
 
-def load_checkpoint(path: str | Path) -> tuple[ActorCritic, ModelCard]:
+def load_checkpoint(path: str | Path) -> tuple[PolicyNetwork, ModelCard]:
     """Load a checkpoint directory, verifying the weights against the card's SHA-256.
 
+    The network is the one the card's ``architecture`` names (a format-1 card: the dense MLP).
+
     Raises:
-        CheckpointError: the card or weights file is missing, unreadable, corrupt, or the
-            weights do not match the card. The message names the file.
+        CheckpointError: the card or weights file is missing, unreadable, corrupt, of a newer
+            format, names an unknown architecture, or the weights do not match the card. The
+            message names the file.
     """
     directory = Path(path)
     card = _read_card(directory / CARD_FILE)
+    if card.format_version > CARD_FORMAT_VERSION:
+        raise CheckpointError(
+            f"{directory / CARD_FILE}: model card format {card.format_version} is newer than this "
+            f"cappuccino reads (up to {CARD_FORMAT_VERSION}); upgrade cappuccino to load it"
+        )
     weights_path = directory / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CheckpointError(f"{weights_path}: weights file is missing")
@@ -188,7 +213,7 @@ def load_checkpoint(path: str | Path) -> tuple[ActorCritic, ModelCard]:
     activation = card.ppo_config.get("activation")
     if activation is None:
         raise CheckpointError(f"{directory / CARD_FILE}: ppo_config has no 'activation'")
-    agent = ActorCritic(card.obs_dim, card.action_dim, card.hidden_sizes, activation)
+    agent = _build_network(card, activation, directory / CARD_FILE)
     try:
         agent.load_state_dict(state_dict)
     except (RuntimeError, TypeError) as exc:
@@ -236,6 +261,27 @@ def check_compatible(
         raise ModelMismatchError(differences)
 
 
+def _build_network(card: ModelCard, activation: str, card_path: Path) -> PolicyNetwork:
+    """Build the (untrained) network the card describes."""
+    spec = card.network
+    try:
+        kind = Architecture(spec.get("kind"))
+    except ValueError:
+        raise CheckpointError(f"{card_path}: unknown network architecture {spec.get('kind')!r}") from None
+    if kind is Architecture.MLP:
+        return ActorCritic(card.obs_dim, card.action_dim, card.hidden_sizes, activation)
+    try:
+        layout = ObservationLayout(int(spec["num_assets"]), int(spec["lookback"]), int(spec["num_features"]))
+        encoder_sizes = tuple(int(w) for w in spec["encoder_sizes"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{card_path}: architecture {kind} does not say {exc}") from None
+    if layout.obs_dim != card.obs_dim:
+        raise CheckpointError(f"{card_path}: architecture reads observations of {layout.obs_dim} values, "
+                              f"the card says obs_dim {card.obs_dim}")
+    return AssetEncoderActorCritic(layout, card.action_dim, card.hidden_sizes, activation,
+                                   encoder_sizes=encoder_sizes)
+
+
 def _read_card(card_path: Path) -> ModelCard:
     if not card_path.is_file():
         raise CheckpointError(f"{card_path}: model card is missing (not a checkpoint directory?)")
@@ -245,8 +291,9 @@ def _read_card(card_path: Path) -> ModelCard:
         raise CheckpointError(f"{card_path}: model card is unreadable: {exc}") from exc
 
 
-def _check_card_describes(card: ModelCard, agent: ActorCritic) -> None:
+def _check_card_describes(card: ModelCard, agent: PolicyNetwork) -> None:
     pairs = {
+        "architecture": (card.network, agent.describe()),
         "obs_dim": (card.obs_dim, agent.obs_dim),
         "action_dim": (card.action_dim, agent.action_dim),
         "hidden_sizes": (card.hidden_sizes, agent.hidden_sizes),

@@ -15,6 +15,13 @@ class Activation(StrEnum):
     RELU = "relu"
 
 
+class Architecture(StrEnum):
+    """Which actor-critic network reads the observation (``agents.networks``)."""
+
+    MLP = "mlp"  # separate actor and critic MLPs over the flat observation
+    ASSET_ENCODER = "asset_encoder"  # one encoder shared by every asset's window, then the two MLPs
+
+
 @dataclass(frozen=True)
 class PPOConfig:
     """Hyperparameters of PPO (Schulman et al. 2017) with GAE (Schulman et al. 2016).
@@ -65,6 +72,10 @@ class PPOConfig:
     """Hidden-layer widths of both the actor and the critic MLP."""
     activation: Activation = Activation.TANH
     """Hidden-layer non-linearity."""
+    architecture: Architecture = Architecture.MLP
+    """The network: a dense MLP over the whole observation, or a per-asset encoder shared by all assets."""
+    encoder_sizes: tuple[int, ...] = (16,)
+    """Layer widths of the per-asset encoder shared by all assets (the last is each asset's code); asset_encoder only."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy."""
     eval_every_updates: int = 10
@@ -76,7 +87,9 @@ class PPOConfig:
         """Check every field; raise ValueError naming the first bad one."""
         # Coerce JSON-ish inputs (lists from a model card, strings from a form) to declared types.
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        object.__setattr__(self, "encoder_sizes", tuple(self.encoder_sizes))
         object.__setattr__(self, "activation", Activation(self.activation))
+        object.__setattr__(self, "architecture", Architecture(self.architecture))
         positive_ints = ("total_steps", "num_envs", "rollout_steps", "minibatch_size",
                          "update_epochs", "eval_every_updates", "torch_threads")
         for name in positive_ints:
@@ -98,6 +111,10 @@ class PPOConfig:
             isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
         ):
             raise ValueError(f"hidden_sizes must be positive integers, got {self.hidden_sizes!r}")
+        if not self.encoder_sizes or any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.encoder_sizes
+        ):
+            raise ValueError(f"encoder_sizes must be positive integers, got {self.encoder_sizes!r}")
         if self.norm_adv and self.minibatch_size < 2:
             raise ValueError("minibatch_size must be >= 2 when norm_adv is on (std of one sample)")
         if self.minibatch_size > self.batch_size:
@@ -133,7 +150,9 @@ class PPOConfig:
         """Return a JSON-serialisable dict (for model cards and experiment logs)."""
         data = asdict(self)
         data["hidden_sizes"] = list(self.hidden_sizes)
+        data["encoder_sizes"] = list(self.encoder_sizes)
         data["activation"] = str(self.activation)
+        data["architecture"] = str(self.architecture)
         return data
 
     @classmethod

@@ -19,7 +19,7 @@ import torch
 
 from cappuccino_core.agents.checkpoint import ModelCard, check_compatible, library_versions, load_checkpoint, save_checkpoint
 from cappuccino_core.agents.config import PPOConfig
-from cappuccino_core.agents.networks import ActorCritic
+from cappuccino_core.agents.networks import PolicyNetwork
 from cappuccino_core.agents.ppo import TrainResult, train
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.accounting import ACTION_MAPPING
@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 class AgentPolicy:
     """A trained actor used as a trading policy: the deterministic (mean) action, clipped to [-1, 1]."""
 
-    def __init__(self, agent: ActorCritic, name: str = "ppo") -> None:
+    def __init__(self, agent: PolicyNetwork, name: str = "ppo") -> None:
         self.agent = agent.eval()
         self.name = name
 
@@ -74,7 +74,7 @@ class ValidationSet:
 class FitResult:
     """A trained agent with everything needed to checkpoint, score and reload it."""
 
-    agent: ActorCritic
+    agent: PolicyNetwork
     normalizer: FeatureNormalizer
     env_config: EnvConfig
     ppo_config: PPOConfig
@@ -117,7 +117,7 @@ def fit_agent(
     evaluate = None
     last: dict[str, object] = {}  # train() evaluates after its last update: that is the final validation
     if validation is not None:
-        def evaluate(agent: ActorCritic) -> float:
+        def evaluate(agent: PolicyNetwork) -> float:
             score, reports = evaluate_policy(AgentPolicy(agent), validation, normalizer, env_config)
             last.update(score=score, reports=reports)
             return float("-inf") if score is None else score
@@ -148,6 +148,7 @@ def fit_agent(
         created_at=ensure_utc(created_at).isoformat(),
         study=study,
         trial=trial,
+        architecture=result.agent.describe(),
     )
     return FitResult(result.agent, normalizer, env_config, ppo_config, result, card, score, tuple(reports))
 

@@ -13,14 +13,14 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 from torch import nn
 
 from cappuccino_core.agents.config import PPOConfig
-from cappuccino_core.agents.networks import ActorCritic
+from cappuccino_core.agents.networks import PolicyNetwork, build_actor_critic
 from cappuccino_core.env.protocol import VecEnv
 
 logger = logging.getLogger(__name__)
@@ -74,10 +74,45 @@ class RolloutEnd:
     finished_returns: torch.Tensor
 
 
-@torch.no_grad()
+class PhaseClock:
+    """Seconds spent in each phase of training, summed with ``perf_counter`` (cheap, always on).
+
+    ``env``: ``env.step`` (stepping, accounting, observation assembly); ``rollout_forward``:
+    the policy's forward passes while collecting a rollout (incl. the time-limit bootstrap);
+    ``update``: the bootstrap value, GAE and ``ppo_update``.
+    """
+
+    __slots__ = ("env", "rollout_forward", "update")
+
+    def __init__(self) -> None:
+        self.env = 0.0
+        self.rollout_forward = 0.0
+        self.update = 0.0
+
+    def freeze(self) -> PhaseSeconds:
+        """Return the totals as an immutable value."""
+        return PhaseSeconds(env=self.env, rollout_forward=self.rollout_forward, update=self.update)
+
+
+@dataclass(frozen=True)
+class PhaseSeconds:
+    """Wall seconds of a run spent per phase (see ``PhaseClock``); evaluation is in none of them."""
+
+    env: float
+    rollout_forward: float
+    update: float
+
+    def per_steps(self, env_steps: int, per: int = 100_000) -> dict[str, float]:
+        """Return the seconds of each phase per ``per`` env steps."""
+        scale = per / env_steps
+        return {"env": self.env * scale, "rollout_forward": self.rollout_forward * scale,
+                "update": self.update * scale}
+
+
+@torch.no_grad()  # not inference_mode: its tensors (next_obs) could not be used with autograd afterwards
 def collect_rollout(
     env: VecEnv,
-    agent: ActorCritic,
+    agent: PolicyNetwork,
     obs: torch.Tensor,
     buffer: RolloutBuffer,
     *,
@@ -85,27 +120,36 @@ def collect_rollout(
     episode_return: torch.Tensor,
     gamma: float,
     generator: torch.Generator | None = None,
+    clock: PhaseClock | None = None,
 ) -> RolloutEnd:
     """Run the stochastic policy for ``rollout_steps`` batched steps, filling ``buffer``.
 
     Time-limit fix (Pardo et al. 2018): a truncated episode did not really end, so its last
     reward becomes ``r + gamma * V(final_obs)``; the step is then marked done like a
-    termination, so GAE does not bootstrap through the auto-reset observation.
+    termination, so GAE does not bootstrap through the auto-reset observation. ``clock``, if
+    given, accumulates the seconds spent in the env and in the policy's forward passes.
     """
+    clock = clock if clock is not None else PhaseClock()
     finished: list[torch.Tensor] = []
     for step in range(buffer.obs.shape[0]):
         buffer.obs[step] = obs
         buffer.dones[step] = done
+        tick = time.perf_counter()
         action, logprob, _, value = agent.get_action_and_value(obs, generator=generator)
+        tock = time.perf_counter()
+        clock.rollout_forward += tock - tick
         buffer.actions[step] = action
         buffer.logprobs[step] = logprob
         buffer.values[step] = value
 
         result = env.step(action)  # raw Gaussian sample; the env clips to [-1, 1]
+        tick = time.perf_counter()
+        clock.env += tick - tock
         reward = result.reward.clone()
         truncated = result.truncated & ~result.terminated
         if truncated.any():
             reward[truncated] += gamma * agent.get_value(result.final_obs[truncated])
+            clock.rollout_forward += time.perf_counter() - tick
         buffer.rewards[step] = reward
 
         episode_return = episode_return + result.reward
@@ -176,6 +220,13 @@ class Batch:
             values=buffer.values.flatten(),
         )
 
+    def select(self, indices: torch.Tensor) -> Batch:
+        """Return the rows ``indices`` of every array (one minibatch, the ``mb_`` arrays).
+
+        ``index_select`` rather than ``tensor[indices]``: the same rows, gathered several times faster.
+        """
+        return Batch(*(getattr(self, f.name).index_select(0, indices) for f in fields(self)))
+
 
 @dataclass(frozen=True)
 class UpdateStats:
@@ -197,7 +248,7 @@ class UpdateStats:
 
 
 def ppo_update(
-    agent: ActorCritic,
+    agent: PolicyNetwork,
     optimizer: torch.optim.Optimizer,
     batch: Batch,
     config: PPOConfig,
@@ -214,6 +265,8 @@ def ppo_update(
         FloatingPointError: a loss or the gradient norm became non-finite.
     """
     b_size = batch.obs.shape[0]
+    # Reorder the observations the way the network reads them once, not in every minibatch.
+    batch = replace(batch, obs=agent.prepare(batch.obs))
     totals = torch.zeros(6)  # pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac
     grad_norms = []
     epochs_run, early_stopped = 0, False
@@ -221,10 +274,9 @@ def ppo_update(
         b_inds = torch.randperm(b_size, generator=generator)
         for mb_index, start in enumerate(range(0, b_size, config.minibatch_size)):
             mb_inds = b_inds[start : start + config.minibatch_size]
-            _, newlogprob, entropy, newvalue = agent.get_action_and_value(
-                batch.obs[mb_inds], batch.actions[mb_inds]
-            )
-            logratio = newlogprob - batch.logprobs[mb_inds]
+            mb = batch.select(mb_inds)
+            _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb.obs, mb.actions, prepared=True)
+            logratio = newlogprob - mb.logprobs
             ratio = logratio.exp()
             with torch.no_grad():
                 # KL(old||new) estimators; (ratio - 1) - log ratio is unbiased and >= 0 (k3).
@@ -232,7 +284,7 @@ def ppo_update(
                 approx_kl = ((ratio - 1) - logratio).mean()
                 clipfrac = ((ratio - 1.0).abs() > config.clip_coef).float().mean()
 
-            mb_advantages = batch.advantages[mb_inds]
+            mb_advantages = mb.advantages
             if config.norm_adv:
                 mb_advantages = (mb_advantages - mb_advantages.mean()) / (
                     mb_advantages.std() + 1e-8
@@ -243,10 +295,10 @@ def ppo_update(
                                                     1 + config.clip_coef)
             pg_loss = torch.max(pg_loss1, pg_loss2).mean()
 
-            mb_returns = batch.returns[mb_inds]
+            mb_returns = mb.returns
             v_loss_unclipped = (newvalue - mb_returns) ** 2
             if config.clip_vloss:
-                mb_values = batch.values[mb_inds]
+                mb_values = mb.values
                 v_clipped = mb_values + torch.clamp(
                     newvalue - mb_values, -config.clip_coef, config.clip_coef
                 )
@@ -317,9 +369,10 @@ class TrainResult:
         wall_seconds: wall time of the run (monotonic clock).
         steps_per_second: ``env_steps / wall_seconds``, evaluation time included.
         kl_early_stops: number of updates cut short by ``target_kl``.
+        phase_seconds: wall seconds spent in env steps, rollout forward passes and updates.
     """
 
-    agent: ActorCritic
+    agent: PolicyNetwork
     final_score: float | None
     best_score: float | None
     best_step: int | None
@@ -330,6 +383,7 @@ class TrainResult:
     wall_seconds: float
     steps_per_second: float
     kl_early_stops: int
+    phase_seconds: PhaseSeconds
 
 
 def train(
@@ -337,10 +391,10 @@ def train(
     env: VecEnv,
     *,
     seed: int,
-    evaluate: Callable[[ActorCritic], float] | None = None,
+    evaluate: Callable[[PolicyNetwork], float] | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
-    """Train a fresh ActorCritic on ``env`` with PPO; deterministic on CPU for a ``seed``.
+    """Train a fresh actor-critic (``config.architecture``) on ``env`` with PPO; deterministic on CPU for a ``seed``.
 
     Every ``eval_every_updates`` updates and after the last, the score is ``evaluate(agent)``
     (or, without ``evaluate``, the mean return of training episodes finished since the last
@@ -370,15 +424,16 @@ def _train_loop(
     config: PPOConfig,
     env: VecEnv,
     seed: int,
-    evaluate: Callable[[ActorCritic], float] | None,
+    evaluate: Callable[[PolicyNetwork], float] | None,
     callback: Callable[[int, float], None] | None,
 ) -> TrainResult:
     started = time.perf_counter()
     # A private generator (not torch.manual_seed) so concurrent trials in one process replay
     # exactly; seeded from a stream independent of the env's seed.
     generator = torch.Generator().manual_seed(_agent_seed(seed))
-    agent = ActorCritic(env.obs_dim, env.action_dim, config.hidden_sizes, config.activation,
-                        config.init_log_std, generator=generator)
+    agent = build_actor_critic(config.architecture, env.layout, env.action_dim, config.hidden_sizes,
+                               config.activation, config.init_log_std, encoder_sizes=config.encoder_sizes,
+                               generator=generator)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
     buffer = RolloutBuffer.allocate(config.rollout_steps, config.num_envs, env.obs_dim,
                                     env.action_dim)
@@ -390,6 +445,7 @@ def _train_loop(
     all_stats: list[UpdateStats] = []
     window_returns: list[torch.Tensor] = []
     num_updates = config.num_updates
+    clock = PhaseClock()
 
     for update in range(1, num_updates + 1):
         if config.anneal_lr:  # linear decay to 0 over the run
@@ -398,14 +454,16 @@ def _train_loop(
 
         rollout = collect_rollout(env, agent, obs, buffer, done=done,
                                   episode_return=episode_return, gamma=config.gamma,
-                                  generator=generator)
+                                  generator=generator, clock=clock)
         obs, done, episode_return = rollout.next_obs, rollout.next_done, rollout.episode_return
+        tick = time.perf_counter()
         with torch.no_grad():
             next_value = agent.get_value(obs)
         advantages, returns = compute_gae(buffer.rewards, buffer.values, buffer.dones,
                                           next_value, done, config.gamma, config.gae_lambda)
         stats = ppo_update(agent, optimizer, Batch.from_rollout(buffer, advantages, returns),
                            config, generator=generator, update=update)
+        clock.update += time.perf_counter() - tick
         all_stats.append(stats)
 
         global_step = update * config.batch_size
@@ -437,12 +495,13 @@ def _train_loop(
         wall_seconds=wall_seconds,
         steps_per_second=env_steps / wall_seconds,
         kl_early_stops=sum(s.early_stopped for s in all_stats),
+        phase_seconds=clock.freeze(),
     )
 
 
 def _score(
-    agent: ActorCritic,
-    evaluate: Callable[[ActorCritic], float] | None,
+    agent: PolicyNetwork,
+    evaluate: Callable[[PolicyNetwork], float] | None,
     window_returns: list[torch.Tensor],
     global_step: int,
 ) -> float | None:

@@ -11,6 +11,7 @@ import torch
 
 from cappuccino_core.agents.checkpoint import (
     CARD_FILE,
+    CARD_FORMAT_VERSION,
     WEIGHTS_FILE,
     CheckpointError,
     ModelCard,
@@ -21,10 +22,11 @@ from cappuccino_core.agents.checkpoint import (
     save_checkpoint,
 )
 from cappuccino_core.agents.config import PPOConfig
-from cappuccino_core.agents.networks import ActorCritic
+from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic
 from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
+from cappuccino_core.env.protocol import ObservationLayout
 from cappuccino_core.features.spec import FeatureSpec
 
 SYMBOLS = ("BTC/USD", "ETH/USD", "LTC/USD")
@@ -185,3 +187,62 @@ def test_compatibility_check_lists_every_difference_at_once(saved):
                          interval="4h", lookback=60)
     assert len(info.value.differences) == 2
     assert "interval" in str(info.value) and "lookback" in str(info.value)
+
+
+# --- architectures and card formats -------------------------------------------------------------
+
+def _encoder_agent(seed: int = 0) -> AssetEncoderActorCritic:
+    layout = ObservationLayout(num_assets=3, lookback=2, num_features=11)
+    agent = AssetEncoderActorCritic(layout, ACTION_DIM, HIDDEN, "relu", encoder_sizes=(8,),
+                                    generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        agent.actor_mean[-1].weight.mul_(50.0)
+    return agent
+
+
+def test_an_asset_encoder_checkpoint_round_trips_with_its_architecture(tmp_path):
+    agent = _encoder_agent()
+    card = save_checkpoint(tmp_path / "enc", agent, make_card(architecture=agent.describe()))
+    loaded, loaded_card = load_checkpoint(tmp_path / "enc")
+    obs = torch.randn(16, OBS_DIM, generator=torch.Generator().manual_seed(1))
+    assert isinstance(loaded, AssetEncoderActorCritic) and loaded_card == card
+    assert card.format_version == CARD_FORMAT_VERSION == 2
+    assert torch.equal(loaded.act_deterministic(obs), agent.act_deterministic(obs))
+    assert torch.equal(loaded.get_value(obs), agent.get_value(obs))
+
+
+def test_a_format_1_card_loads_with_the_dense_mlp_it_was_trained_with(saved):
+    path, agent, _ = saved
+    card = json.loads((path / CARD_FILE).read_text())
+    del card["architecture"]  # what cards looked like before format 2
+    card["format_version"] = 1
+    (path / CARD_FILE).write_text(json.dumps(card))
+    loaded, loaded_card = load_checkpoint(path)
+    obs = torch.randn(8, OBS_DIM, generator=torch.Generator().manual_seed(2))
+    assert isinstance(loaded, ActorCritic) and loaded_card.network == {"kind": "mlp"}
+    assert torch.equal(loaded.act_deterministic(obs), agent.act_deterministic(obs))
+
+
+def test_loading_refuses_a_card_of_a_newer_format_in_one_line(saved):
+    path, _, _ = saved
+    card = json.loads((path / CARD_FILE).read_text())
+    card["format_version"] = CARD_FORMAT_VERSION + 1
+    (path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match=r"model_card\.json: model card format 3 is newer") as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_loading_refuses_an_unknown_architecture_naming_it(saved):
+    path, _, _ = saved
+    card = json.loads((path / CARD_FILE).read_text())
+    card["architecture"] = {"kind": "transformer"}
+    (path / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="unknown network architecture 'transformer'"):
+        load_checkpoint(path)
+
+
+def test_saving_refuses_a_card_that_names_another_architecture(tmp_path):
+    with pytest.raises(ValueError, match="architecture"):
+        save_checkpoint(tmp_path / "x", _encoder_agent(), make_card())  # card says the dense MLP
+    assert not (tmp_path / "x" / CARD_FILE).exists()

@@ -126,7 +126,7 @@ def deterministic_score(env_seed: int = 123):
     ("learning_rate", math.nan), ("gae_lambda", 1.1), ("clip_coef", 0.0), ("num_envs", 0),
     ("update_epochs", 0), ("max_grad_norm", -1.0), ("target_kl", 0.0), ("ent_coef", -0.1),
     ("hidden_sizes", ()), ("hidden_sizes", (64, 0)), ("torch_threads", 0),
-    ("eval_every_updates", 0), ("rollout_steps", 2.5),
+    ("eval_every_updates", 0), ("rollout_steps", 2.5), ("encoder_sizes", ()), ("encoder_sizes", (16, 0)),
 ])
 def test_config_rejects_a_bad_hyperparameter_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -153,8 +153,14 @@ def test_config_rejects_an_unknown_activation():
         PPOConfig(activation="swish")
 
 
+def test_config_rejects_an_unknown_architecture():
+    with pytest.raises(ValueError, match="transformer"):
+        PPOConfig(architecture="transformer")
+
+
 def test_config_round_trips_through_a_dict():
-    config = PPOConfig(hidden_sizes=(32, 16), activation="relu", target_kl=0.02)
+    config = PPOConfig(hidden_sizes=(32, 16), activation="relu", target_kl=0.02,
+                       architecture="asset_encoder", encoder_sizes=(8, 4))
     assert PPOConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="bogus"):
         PPOConfig.from_dict({**config.to_dict(), "bogus": 1})
@@ -278,6 +284,15 @@ def test_update_runs_every_epoch_without_a_kl_target():
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.parameters()))
 
 
+def test_a_minibatch_holds_the_same_rows_of_every_batch_array():
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(*(torch.randn(shape, generator=g) for shape in ((10, 4), (10, 2), 10, 10, 10, 10)))
+    rows = torch.tensor([7, 0, 3])
+    mb = batch.select(rows)
+    for name in ("obs", "actions", "logprobs", "advantages", "returns", "values"):
+        assert torch.equal(getattr(mb, name), getattr(batch, name)[rows]), name
+
+
 # --- train -----------------------------------------------------------------------------------
 
 def test_train_refuses_to_continue_through_a_nan_loss():
@@ -342,6 +357,23 @@ def test_train_accepts_minus_infinity_as_the_worst_score():
 def test_train_refuses_an_env_with_a_different_number_of_episodes():
     with pytest.raises(ValueError, match="num_envs"):
         train(small_config(), TargetTrackingEnv(num_envs=4), seed=0)
+
+
+def test_train_accounts_its_time_to_env_rollout_forward_and_update():
+    config = small_config()
+    result = train(config, TargetTrackingEnv(config.num_envs), seed=0)
+    phases = result.phase_seconds
+    assert phases.env > 0 and phases.rollout_forward > 0 and phases.update > 0
+    assert phases.env + phases.rollout_forward + phases.update <= result.wall_seconds
+    per = phases.per_steps(result.env_steps, per=100_000)
+    assert per["update"] == pytest.approx(phases.update * 100_000 / result.env_steps)
+
+
+def test_train_builds_the_architecture_the_config_names():
+    config = small_config(architecture="asset_encoder", encoder_sizes=(4,))
+    result = train(config, TargetTrackingEnv(config.num_envs, features=3), seed=0)
+    assert result.agent.describe()["kind"] == "asset_encoder"
+    assert result.agent.describe()["encoder_sizes"] == [4]
 
 
 def test_train_restores_the_torch_thread_count():
