@@ -26,6 +26,8 @@ from pydantic_settings import (
 
 from cappuccino_core.data.intervals import SEARCH_INTERVALS, Interval
 from cappuccino_core.data.symbols import parse_symbol
+from cappuccino_core.lifecycle.limits import MonitorConfig
+from cappuccino_core.lifecycle.ramp import RampConfig
 from cappuccino_core.redaction import secrets_with_url_parts
 
 DEFAULT_SYMBOLS: tuple[str, ...] = (
@@ -127,13 +129,13 @@ class Settings(BaseSettings):
     alpaca_live_url: str | None = Field(None, description="Override of Alpaca's live trading base URL (tests point it at a local server).")
     live_capital: float | None = Field(None, gt=0, description="Live capital at full size, in quote currency (unset: live trading waits).")
     ramp_fractions: Annotated[tuple[float, ...], NoDecode] = Field(
-        (0.25, 0.5, 1.0), description="Shares of live_capital traded on each ramp step, comma-separated, increasing, ending at 1."
+        RampConfig.fractions, description="Shares of live_capital traded on each ramp step, comma-separated, increasing, ending at 1."
     )
-    ramp_profitable_days: int = Field(3, ge=1, description="Profitable live days on a ramp step before the next step.")
+    ramp_profitable_days: int = Field(RampConfig.profitable_days_per_step, ge=1, description="Profitable live days on a ramp step before the next step.")
     auto_approve: bool = Field(False, description="Approve green-lit models for live automatically (default: a person approves in Prefect).")
     approval_timeout_hours: float = Field(24.0, gt=0, le=24 * 30, description="How long the live gate waits for a person's approval.")
     demote_flatten: bool = Field(True, description="Close every live position when a live model is demoted.")
-    catastrophic_loss: float = Field(0.15, gt=0, le=1, description="Health alert (and live emergency) at this loss from a trader's start.")
+    catastrophic_loss: float = Field(MonitorConfig.catastrophic_loss, gt=0, le=1, description="Health alert (and live emergency) at this loss from a trader's start.")
     max_step_errors: int = Field(3, ge=1, description="Health alert at this many failed trader steps in 24 hours.")
     notify_urls: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), description="Apprise notification URLs for alerts (Discord, Slack, mailto, json://...), separated by whitespace."
@@ -182,10 +184,7 @@ class Settings(BaseSettings):
     @field_validator("ramp_fractions")
     @classmethod
     def _check_fractions(cls, value: tuple[float, ...]) -> tuple[float, ...]:
-        increasing = all(b > a for a, b in zip(value, value[1:], strict=False))
-        if not value or not increasing or value[0] <= 0 or value[-1] != 1.0:
-            raise ValueError(f"ramp fractions must be positive, increasing and end at 1.0, got {list(value)}")
-        return value
+        return RampConfig(live_capital=1.0, fractions=value).fractions  # the ramp's own check, once
 
     @field_validator("notify_urls", mode="before")
     @classmethod

@@ -7,7 +7,7 @@ over exactly those bars, from a flat book with the sandbox run's starting cash a
 layers (``records.replay_returns``) — the account it would have had in that sandbox run. Its
 own paper journal is not used: it may trade the Alpaca paper account (other fills), may
 have become production in the middle of the period, and starts the period with a book.
-The backtester fills like the sandbox's ``SimBroker`` (``trading.parity`` checks it), so
+The backtester fills like the sandbox's ``SimBroker`` (``tests.trading.parity`` checks it), so
 both sides trade under the same rules on the same prices.
 
 **The rule** is the arena's: the score is ``scoring.excess_sharpe`` (annualised Sharpe ratio
@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 WHO = "flow:promotion"
 TIE_TOLERANCE = 1e-9
 """Scores this close (relative, at least absolute) are a tie: a journal and a replay of the same
-policy on the same bars agree only to float rounding (``trading.parity``)."""
+policy on the same bars agree only to float rounding (``tests.trading.parity``)."""
 
 
 @dataclass(frozen=True)

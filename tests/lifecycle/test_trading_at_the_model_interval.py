@@ -40,7 +40,7 @@ from cappuccino_core.lifecycle.stages import Stage
 from cappuccino_core.trading.bars_provider import StoreBarProvider, bar_time_ns, closed_bar
 from cappuccino_core.trading.journal import StepStatus
 from cappuccino_core.trading.model import TradingModel
-from cappuccino_core.trading.parity import replay_parity
+from tests.trading.parity import replay_parity
 from cappuccino_core.sandbox.runner import Sandbox, sandbox_trader_id
 from tests.fakes.alpaca_server import FakeAlpacaServer
 from tests.lifecycle.lifecycle_scenarios import grant_live

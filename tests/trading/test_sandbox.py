@@ -12,7 +12,7 @@ from cappuccino_core.evaluation import metrics
 from cappuccino_core.trading.bars_provider import PanelBarProvider
 from cappuccino_core.trading.broker import OrderStatus
 from cappuccino_core.trading.journal import StepStatus
-from cappuccino_core.trading.parity import replay_parity
+from tests.trading.parity import replay_parity
 from cappuccino_core.sandbox.runner import Sandbox
 from cappuccino_core.sandbox.report import sandbox_status
 from cappuccino_core.trading.sim_broker import SimBroker

@@ -8,7 +8,7 @@ import pytest
 from cappuccino_core.features.panel import MarketPanel
 from cappuccino_core.trading.bars_provider import PanelBarProvider
 from cappuccino_core.trading.journal import StepStatus, TradeJournal
-from cappuccino_core.trading.parity import replay_parity
+from tests.trading.parity import replay_parity
 from cappuccino_core.risk.layers import RiskConfig
 from tests.conftest import make_panel
 from tests.trading.trading_scenarios import (
