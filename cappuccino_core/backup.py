@@ -26,8 +26,9 @@ PostgreSQL stores and tracking servers are not files: the backup names them unde
 flow run recorded in ``flow_runs/``, a trader's step in flight, a study trial whose worker is
 alive) unless forced, moves whatever the
 home holds aside to ``<home>-before-restore-<time>`` (nothing is deleted) and copies the backup in.
-It restores into the home the backup was taken of: MLflow records artifact locations as
-absolute paths, so a snapshot copied to another path would point back at the old one.
+It restores into the home the backup was taken of, or into an empty home elsewhere: MLflow
+records artifact locations as absolute paths, so a snapshot restored at another path is then
+relocated (``tracking.relocation``: every store's paths rewritten to the new home).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from sqlalchemy.exc import ArgumentError
 from cappuccino_core import flow_runs
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import Settings
+from cappuccino_core.tracking.relocation import MLFLOW_DB, relocate_home
 from cappuccino_core.tracking.store import tracking_uri
 
 logger = logging.getLogger(__name__)
@@ -120,12 +122,14 @@ class RestoreReport:
     files: int
     moved_aside: Path | None  # where the home's previous content went (None: the home was empty)
     forced_over: tuple[str, ...] = ()  # what was running when --force restored over it
+    relocated_from: Path | None = None  # the backed-up home, when restored into another (empty) one
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready summary."""
         return {"backup": str(self.backup), "home": str(self.home), "files": self.files,
                 "moved_aside": None if self.moved_aside is None else str(self.moved_aside),
-                "forced_over": list(self.forced_over)}
+                "forced_over": list(self.forced_over),
+                "relocated_from": None if self.relocated_from is None else str(self.relocated_from)}
 
 
 # -- backing up ------------------------------------------------------------------------------
@@ -373,9 +377,9 @@ def restore(path: Path, home: Path, *, at: datetime, force: bool = False,
     """
     backup = read_backup(path)
     home = home.resolve()
-    if backup.home.resolve() != home:
-        raise BackupError(f"{backup.path} is a backup of {backup.home}, not of {home}: MLflow's artifact paths "
-                          f"point into {backup.home}; restore it there (CAPPUCCINO_HOME={backup.home})")
+    elsewhere = backup.home.resolve() != home
+    if elsewhere:
+        _check_fresh_home(backup, home)
     running = running_in_home(home)
     if running and not force:
         raise BackupError(f"not restoring over {home}: still running: {'; '.join(running)} "
@@ -392,9 +396,27 @@ def restore(path: Path, home: Path, *, at: datetime, force: bool = False,
                 Path(str(target) + suffix).unlink(missing_ok=True)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(backup.path / f.path, target)
+    relocated = None
+    if elsewhere and (home / MLFLOW_DB).is_file():
+        relocated = relocate_home(home, backup.home)  # the stores name the backed-up home's paths
+        if relocated.remaining:
+            raise BackupError(f"restored {backup.path} into {home}, but {relocated.remaining} value(s) in its stores "
+                              f"still name {backup.home}: run `cappuccino home relocate --from {backup.home}`")
     logger.info("restored %s into %s (%d files); the previous content is in %s", backup.path, home,
                    len(backup.files), moved)
-    return RestoreReport(backup.path, home, len(backup.files), moved, tuple(running) if force else ())
+    return RestoreReport(backup.path, home, len(backup.files), moved, tuple(running) if force else (),
+                         relocated_from=None if relocated is None else backup.home)
+
+
+def _check_fresh_home(backup: Backup, home: Path) -> None:
+    """A backup goes into another home only when that home is empty and the backup holds nothing outside its home."""
+    if home.exists() and any(home.iterdir()):
+        raise BackupError(f"{backup.path} is a backup of {backup.home}, not of {home}, which is not empty: restore "
+                          f"it there (CAPPUCCINO_HOME={backup.home}) or into an empty home")
+    outside = [f.restore_to for f in backup.files if f.restore_to is not None]
+    if outside:
+        raise BackupError(f"{backup.path} holds stores outside {backup.home} ({', '.join(sorted(outside))}): "
+                          f"restore it into {backup.home} only")
 
 
 def running_in_home(home: Path) -> list[str]:

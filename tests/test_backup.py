@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -228,8 +229,24 @@ def test_restore_refuses_a_home_where_a_flow_run_is_under_way(tmp_path) -> None:
 
 def test_a_backup_of_another_home_is_not_restored_over_this_one(tmp_path) -> None:
     backup = back_up(small_home(tmp_path / "a"), tmp_path / "backups", at=T0, keep=3)
-    with pytest.raises(BackupError, match=r"is a backup of .*/a, not of .*/b: MLflow's artifact paths"):
+    small_home(tmp_path / "b")
+    with pytest.raises(BackupError, match=r"is a backup of .*/a, not of .*/b, which is not empty"):
         restore(backup.path, tmp_path / "b", at=T0)
+    assert (tmp_path / "b" / "reports" / "note.txt").read_text() == "hello"  # left alone
+
+
+def test_a_restore_into_a_fresh_home_elsewhere_reads_back_the_same_board_registry_and_journals(tmp_path) -> None:
+    settings, _ = build_home(tmp_path / "home")
+    before = repr(record_of(settings))
+    backup = back_up(settings.home, tmp_path / "backups", at=T0 + timedelta(days=1), keep=3)
+    shutil.rmtree(settings.home)  # the machine the home lived on is gone
+
+    fresh = tmp_path / "elsewhere" / "home"
+    report = restore(backup.path, fresh, at=T0 + timedelta(days=2))
+
+    assert report.relocated_from == settings.home.resolve() and report.moved_aside is None
+    assert record_in_a_new_process(fresh) == before.replace(str(settings.home.resolve()), str(fresh.resolve()))
+    assert not settings.home.exists()  # nothing was written into the old path
 
 
 def test_the_backup_and_restore_commands_print_json_and_refuse_a_bad_backup_in_one_line(tmp_path, monkeypatch) -> None:
