@@ -160,6 +160,23 @@ def test_models_list_on_a_fresh_home_says_nothing_is_registered_and_creates_no_s
     assert not (home / "mlflow").exists()
 
 
+def test_models_list_shows_each_versions_aliases(home) -> None:
+    from cappuccino_core.tracking.store import client, ensure_store, tracking_uri
+
+    uri = tracking_uri(home)
+    ensure_store(uri)
+    mlflow = client(uri)
+    mlflow.create_registered_model("cappuccino-ppo")
+    for _ in range(2):
+        mlflow.create_model_version("cappuccino-ppo", source=str(home), tags={"stage": "candidate", "study": "s"})
+    mlflow.set_registered_model_alias("cappuccino-ppo", "king", "2")
+    mlflow.set_registered_model_alias("cappuccino-ppo", "production", "2")
+
+    listed = json.loads(runner.invoke(app, ["models", "list", "--json"]).stdout)
+
+    assert [(m["version"], m["aliases"]) for m in listed] == [(1, []), (2, ["king", "production"])]
+
+
 def test_train_show_without_a_study_fails_in_one_line(home) -> None:
     result = runner.invoke(app, ["train", "show"])
     assert result.exit_code == 1 and result.output.startswith("error: no studies yet")

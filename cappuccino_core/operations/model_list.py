@@ -10,7 +10,7 @@ from cappuccino_core.arena.store import ArenaStore
 from cappuccino_core.config import Settings
 from cappuccino_core.db import create_schema, default_database_url, make_engine, session_factory
 from cappuccino_core.lifecycle.store import LifecycleStore
-from cappuccino_core.registry.models import all_versions, version_uri
+from cappuccino_core.registry.models import all_versions, model_aliases, version_uri
 from cappuccino_core.study.storage import sqlite_path
 from cappuccino_core.tracking.store import client as mlflow_client
 from cappuccino_core.tracking.store import tracking_uri
@@ -27,7 +27,12 @@ def list_models(settings: Settings, *, arena_id: str = DEFAULT_ARENA) -> list[di
     store_file = sqlite_path(uri)
     if store_file is not None and not store_file.exists():
         return []  # nothing registered yet; looking must not create the store
-    versions = all_versions(mlflow_client(uri), settings.model_name)
+    client = mlflow_client(uri)
+    versions = all_versions(client, settings.model_name)
+    # A searched version carries no aliases on every store (SQLite's leaves them empty): read the model's.
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version in model_aliases(client, settings.model_name).items():
+        aliases_of.setdefault(str(version), []).append(alias)
     url = default_database_url(settings.home)
     path = sqlite_path(url)
     stages: dict[str, str] = {}
@@ -49,7 +54,7 @@ def list_models(settings: Settings, *, arena_id: str = DEFAULT_ARENA) -> list[di
         out.append({
             "version": int(v.version), "model_id": model_id, "study": v.tags.get("study"), "trial": v.tags.get("trial"),
             "registered_at": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat(),
-            "stage": stages.get(model_id, v.tags.get("stage")), "aliases": sorted(v.aliases),
+            "stage": stages.get(model_id, v.tags.get("stage")), "aliases": sorted(aliases_of.get(str(v.version), [])),
             "arena": None if entrant is None else {"status": str(entrant.status), "decided_in_match": entrant.decided_in_match,
                                                    "reason": None if entrant.reason is None else str(entrant.reason)},
         })
