@@ -30,7 +30,7 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from cappuccino_core.arena.service import DEFAULT_ARENA, arena_status
+from cappuccino_core.arena.service import DEFAULT_ARENA
 from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import DataSourceKind, RunOverrides, settings_for
 from cappuccino_core.search import runner
@@ -40,6 +40,7 @@ from flows.timeframe_search import TimeframeParams, timeframe_search
 from flows.tournament import TournamentParams, tournament
 from flows.train import TrainParams, train
 from tasks import lifecycle as lifecycle_tasks
+from tasks.arena import arena_history
 from tasks.pipeline import (
     holdout_report,
     judge_replay_green_light,
@@ -49,7 +50,7 @@ from tasks.pipeline import (
     selection_report,
     study_promotions,
 )
-from tasks.search import data_gate, gate_record
+from tasks.search import data_gate, gate_record, study_spec
 
 STAGES = ("ingest", "gate", "timeframe", "train", "tournament", "sandbox", "green_light", "report")
 
@@ -134,7 +135,7 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
     with _stage("tournament", seconds):
         played = tournament(TournamentParams(arena=params.arena, promotion_streak=params.promotion_streak,
                                              overrides=overrides))
-    spec = runner.require_spec(runner.StudyLocation.from_settings(settings), trained.study)
+    spec = study_spec(runner.StudyLocation.from_settings(settings), trained.study)
     offline = spec.split.has_replay
     with _stage("sandbox", seconds):
         promoted = study_promotions(settings, trained.study, played.status.get("promoted_models", []))
@@ -148,7 +149,7 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
         else:
             site = lifecycle_tasks.open_site(settings)
             green = lifecycle_tasks.judge_live_gate(site, site.now()).to_dict()
-    history = arena_status(settings, arena_id=params.arena, last=10**6)
+    history = arena_history(settings, params.arena)
     matches = history["last_matches"][::-1]  # oldest first
     selected = selection_report(settings, trained.candidates, matches, promoted)
     king = selected["king"] or {}

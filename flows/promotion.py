@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import RunOverrides, settings_for
-from cappuccino_core.operations.sandbox_entry import arena_promotions
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
 
@@ -49,7 +48,7 @@ def promotion(params: PromotionParams = PromotionParams()) -> PromotionReport:
     at = ensure_utc(params.at) if params.at is not None else site.now()
     admitted: list[str] = []
     if params.admit_arena:
-        promoted = arena_promotions(settings)
+        promoted = lifecycle_tasks.arena_promotions(settings)
         if promoted:
             interval = settings.base_interval
             start = latest_closed_bar(at, interval) + interval.timedelta

@@ -19,12 +19,11 @@ from prefect import flow, get_run_logger, unmapped
 from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock, ensure_utc
-from cappuccino_core.config import Settings, load_settings
+from cappuccino_core.config import load_settings
 from cappuccino_core.data.errors import failures_line
 from cappuccino_core.trading.clock import WallBarClock
-from cappuccino_core.sandbox.runner import Sandbox
 from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
-from tasks.trading import step_sandbox_trader
+from tasks.trading import end_finished_runs, open_sandbox, runs_on_bar, step_sandbox_trader
 
 
 class SandboxParams(BaseModel):
@@ -53,13 +52,6 @@ class SandboxStepError(RuntimeError):
         super().__init__("sandbox step failed for " + failures_line(report.failed))
 
 
-def open_sandbox(settings: Settings) -> Sandbox:
-    """The sandbox of these settings: project database, bar store, registry loader and the kill switch."""
-    from cappuccino_core.operations.site import LifecycleSite
-
-    return LifecycleSite.from_settings(settings).sandbox()
-
-
 @flow(name="sandbox")
 def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
     """Refresh the latest bars, end the runs whose period is over, then step every active run on the bar.
@@ -73,9 +65,8 @@ def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
     refresh = (refresh_latest_bars(settings, bar_time, SystemClock().now(), params.refresh_count)
                if params.refresh_bars else None)
     box = open_sandbox(settings)
-    ended = box.end_due(bar_time)
-    active = box.active(bar_time)
-    due = box.due(bar_time)  # each run on the bar of its own interval that closed with this one
+    ended = end_finished_runs(box, bar_time)
+    active, due = runs_on_bar(box, bar_time)  # each due run on the bar of its own interval that closed with this one
     if not active:
         get_run_logger().info("no sandbox model trades bar %s: nothing to step", bar_time.isoformat())
     elif len(due) < len(active):

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from cappuccino_core.config import load_settings
 from cappuccino_core.search import runner
 from cappuccino_core.study.storage import redact_url
+from tasks.search import study_spec
 from tasks.study_worker import run_study_trials
 
 
@@ -58,7 +59,7 @@ def study_worker(
     """
     settings = load_settings()
     loc = runner.StudyLocation.from_settings(settings)
-    spec = runner.require_spec(loc, study)
+    spec = study_spec(loc, study)
     worker = run_study_trials(loc, spec.name, settings.bars_dir, max_trials, timeout_seconds)
     return StudyWorkerReport(study=spec.name, kind=str(spec.kind), cap=spec.cap, storage=redact_url(loc.storage_url),
                              host=socket.gethostname(), pid=os.getpid(), worker=worker)

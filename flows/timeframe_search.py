@@ -9,10 +9,9 @@ from pydantic import BaseModel, Field
 
 from cappuccino_core.clock import SystemClock
 from cappuccino_core.config import RunOverrides, settings_for
-from cappuccino_core.data.store import BarStore
 from cappuccino_core.search import runner
 from tasks.flow_runs import close_dead_runs, watched
-from tasks.search import data_gate, finish_study, gate_record, prepare_study, run_trials
+from tasks.search import data_gate, finish_study, gate_record, plan_timeframe_study, prepare_study, run_trials, timeframe_choice
 
 
 class TimeframeParams(BaseModel):
@@ -42,9 +41,8 @@ def timeframe_search(params: TimeframeParams = TimeframeParams()) -> TimeframeRe
         gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
         loc = runner.StudyLocation.from_settings(settings)
         name = params.study or f"timeframe-{SystemClock().now():%Y%m%d}"
-        spec = runner.timeframe_spec(settings, BarStore(settings.bars_dir), name, trials=params.trials)
-        spec = prepare_study(spec, loc, settings)
+        spec = prepare_study(plan_timeframe_study(settings, name, params.trials), loc, settings)
         run_trials(loc, spec.name, settings, params.workers)
         summary = finish_study(loc, spec.name)
-        choice = runner.timeframe_choice(loc, spec.name)
+        choice = timeframe_choice(loc, spec.name)
         return TimeframeReport(study=spec.name, gate=gate, summary=summary.to_dict(), choice=choice.to_dict())

@@ -12,7 +12,15 @@ from cappuccino_core.config import RunOverrides, settings_for
 from cappuccino_core.search import runner
 from flows.timeframe_search import TimeframeParams, timeframe_search
 from tasks.flow_runs import close_dead_runs, watched
-from tasks.search import data_gate, finish_study, gate_record, prepare_study, register_candidates, run_trials
+from tasks.search import (
+    data_gate,
+    finish_study,
+    gate_record,
+    plan_training_study,
+    prepare_study,
+    register_candidates,
+    run_trials,
+)
 
 
 class TrainParams(BaseModel):
@@ -43,10 +51,8 @@ def train(params: TrainParams = TrainParams()) -> TrainReport:
     with watched(settings.home):  # this process is the run's until the body ends
         gate = params.gated or gate_record(data_gate(settings, params.as_of, params.allow_stale))
         loc = runner.StudyLocation.from_settings(settings)
-        timeframe_name = params.timeframe_study or runner.latest_timeframe_study(loc)
-        choice = runner.timeframe_choice(loc, timeframe_name)
         name = params.study or f"train-{SystemClock().now():%Y%m%d}"
-        spec = runner.training_spec(settings, choice, runner.require_spec(loc, timeframe_name), name, trials=params.trials)
+        spec = plan_training_study(settings, loc, params.timeframe_study, name, params.trials)
         spec = prepare_study(spec, loc, settings)
         run_trials(loc, spec.name, settings, params.workers)
         summary = finish_study(loc, spec.name)

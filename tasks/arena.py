@@ -55,6 +55,12 @@ def play_matches(settings: Settings, arena_id: str, config: ArenaConfig, max_mat
 
 
 @task(cache_policy=NONE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_on_io)
+def arena_history(settings: Settings, arena_id: str) -> dict[str, Any]:
+    """The arena's standing with every match it played (for the pipeline's report)."""
+    return service.arena_status(settings, arena_id=arena_id, last=10**6)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[5, 30], retry_condition_fn=_retry_on_io)
 def arena_report(settings: Settings, arena_id: str) -> dict[str, Any]:
     """The arena's standing (``service.arena_status``)."""
     return service.arena_status(settings, arena_id=arena_id)

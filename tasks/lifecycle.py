@@ -32,6 +32,12 @@ def open_site(settings: Settings) -> LifecycleSite:
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)
+def arena_promotions(settings: Settings) -> list[str]:
+    """The models the arena promoted (to enter the sandbox)."""
+    return sandbox_entry.arena_promotions(settings)
+
+
+@task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE)
 def admit_to_sandbox(site: LifecycleSite, model_ids: list[str], at: datetime, start: datetime,
                      period_days: float) -> list[str]:
     """Start a sandbox run for each model not in the sandbox (or beyond) yet; return their trader ids."""

@@ -19,6 +19,7 @@ from cappuccino_core.search.gate import require_training_data
 from cappuccino_core.search.candidates import CandidateSelection
 from cappuccino_core.search.candidates import register_candidates as register_validated
 from cappuccino_core.search.spec import StudySpec
+from cappuccino_core.search.timeframe import TimeframeChoice
 from cappuccino_core.search.summary import StudySummary
 from tasks.retry import retry_on
 
@@ -27,6 +28,33 @@ from tasks.retry import retry_on
 def data_gate(settings: Settings, as_of: datetime | None, allow_stale: bool) -> FreshnessVerdict:
     """Refuse stale or broken data (raises ``StaleDataError``); return the verdict for the record."""
     return require_training_data(settings, SystemClock().now(), as_of=as_of, allow_stale=allow_stale)
+
+
+@task(cache_policy=NONE)
+def plan_timeframe_study(settings: Settings, name: str, trials: int | None) -> StudySpec:
+    """Phase 2's spec from the settings and the stored bars (the split is planned on them)."""
+    return runner.timeframe_spec(settings, BarStore(settings.bars_dir), name, trials=trials)
+
+
+@task(cache_policy=NONE)
+def plan_training_study(settings: Settings, loc: runner.StudyLocation, timeframe_study: str | None, name: str,
+                        trials: int | None) -> StudySpec:
+    """Phase 3's spec on the choice of ``timeframe_study`` (default: the latest timeframe study with a choice)."""
+    timeframe_name = timeframe_study or runner.latest_timeframe_study(loc)
+    choice = runner.timeframe_choice(loc, timeframe_name)
+    return runner.training_spec(settings, choice, runner.require_spec(loc, timeframe_name), name, trials=trials)
+
+
+@task(cache_policy=NONE)
+def timeframe_choice(loc: runner.StudyLocation, name: str) -> TimeframeChoice:
+    """The interval and lookback timeframe study ``name`` chose (recorded by ``finish``)."""
+    return runner.timeframe_choice(loc, name)
+
+
+@task(cache_policy=NONE)
+def study_spec(loc: runner.StudyLocation, name: str) -> StudySpec:
+    """The stored spec of study ``name`` (raises ``StudyError`` when there is none)."""
+    return runner.require_spec(loc, name)
 
 
 def gate_record(verdict: FreshnessVerdict) -> dict[str, object]:

@@ -120,7 +120,7 @@ def test_the_promotion_flow_admits_with_the_sandbox_days_the_run_overrides(prefe
     """The pipeline's online branch passes its overrides on: the sandbox period is the run's, not the default's."""
     scene, ids = world()
     monkeypatch.setattr(tasks.lifecycle, "open_site", lambda settings: dataclasses.replace(scene.site, settings=settings))
-    monkeypatch.setattr("flows.promotion.arena_promotions", lambda settings: [ids["good"]])
+    monkeypatch.setattr("cappuccino_core.operations.sandbox_entry.arena_promotions", lambda settings: [ids["good"]])
 
     report = promotion(params=PromotionParams(at=scene.at(12), overrides=RunOverrides(sandbox_days=0.5)))
 

@@ -31,7 +31,8 @@ from cappuccino_core.tracking.store import artifact_root, client, ensure_store, 
 from cappuccino_core.trading.broker import BrokerUnavailable
 from cappuccino_core.sandbox.report import sandbox_status
 from flows.monitor import TradingParams, production_trading
-from flows.sandbox import SandboxParams, SandboxStepError, open_sandbox, sandbox
+from flows.sandbox import SandboxParams, SandboxStepError, sandbox
+from tasks.trading import open_sandbox
 from tasks.bars import recent_window
 from tasks.trading import is_transient
 
