@@ -20,6 +20,7 @@ class Architecture(StrEnum):
 
     MLP = "mlp"  # separate actor and critic MLPs over the flat observation
     ASSET_ENCODER = "asset_encoder"  # one encoder shared by every asset's window, then the two MLPs
+    SHARED_TRUNK = "shared_trunk"  # one first layer over the flat observation feeding both heads
 
 
 @dataclass(frozen=True)

@@ -374,6 +374,8 @@ def test_train_builds_the_architecture_the_config_names():
     result = train(config, TargetTrackingEnv(config.num_envs, features=3), seed=0)
     assert result.agent.describe()["kind"] == "asset_encoder"
     assert result.agent.describe()["encoder_sizes"] == [4]
+    trunk = small_config(architecture="shared_trunk")
+    assert train(trunk, TargetTrackingEnv(trunk.num_envs, features=3), seed=0).agent.describe() == {"kind": "shared_trunk"}
 
 
 def test_train_restores_the_torch_thread_count():
