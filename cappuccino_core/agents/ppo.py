@@ -275,7 +275,10 @@ def ppo_update(
         for mb_index, start in enumerate(range(0, b_size, config.minibatch_size)):
             mb_inds = b_inds[start : start + config.minibatch_size]
             mb = batch.select(mb_inds)
-            _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb.obs, mb.actions, prepared=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16_update):
+                _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb.obs, mb.actions, prepared=True)
+            # The losses in float32: the ratio compares against the rollout's float32 log-probs.
+            newlogprob, entropy, newvalue = newlogprob.float(), entropy.float(), newvalue.float()
             logratio = newlogprob - mb.logprobs
             ratio = logratio.exp()
             with torch.no_grad():

@@ -137,3 +137,13 @@ def test_build_gives_the_shared_trunk_with_reproducible_weights():
     assert isinstance(first, SharedTrunkActorCritic) and first.describe() == {"kind": "shared_trunk"}
     for name, tensor in first.state_dict().items():
         assert torch.equal(tensor, second.state_dict()[name]), name
+
+
+def test_the_dense_mlp_gives_the_same_action_value_and_log_prob_in_one_pass_as_separately():
+    agent = ActorCritic(LAYOUT.obs_dim, 3, (16, 8), generator=torch.Generator().manual_seed(0))
+    obs = torch.randn(6, LAYOUT.obs_dim, generator=torch.Generator().manual_seed(3))
+    action, log_prob, entropy, value = agent.get_action_and_value(obs, generator=torch.Generator().manual_seed(4))
+    dist = agent.distribution(obs)
+    torch.testing.assert_close(log_prob, dist.log_prob(action).sum(-1))
+    torch.testing.assert_close(entropy, dist.entropy().sum(-1))
+    torch.testing.assert_close(value, agent.get_value(obs))
