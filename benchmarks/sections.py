@@ -165,10 +165,21 @@ def bench_ppo_cached() -> float:
 
 
 def bench_quality() -> dict:
-    """Time to quality on held-out bars, ours vs Stable-Baselines3 (see benchmarks/quality.py)."""
-    from benchmarks.quality import bench_quality as run
+    """Time to quality on held-out bars, ours vs Stable-Baselines3 (see benchmarks/quality.py).
 
-    return run()
+    ``CAPPUCCINO_BENCH_QUALITY_CAP`` (seconds) shortens or lengthens the training cap of each
+    run, for a quick look; the default cap is ``quality.CAP_SECONDS``.
+    """
+    from benchmarks.quality import CAP_SECONDS, bench_quality as run
+
+    raw = os.environ.get("CAPPUCCINO_BENCH_QUALITY_CAP", "")
+    try:
+        cap = float(raw) if raw else CAP_SECONDS
+    except ValueError:
+        raise SystemExit(f"CAPPUCCINO_BENCH_QUALITY_CAP must be a number of seconds, got {raw!r}") from None
+    if not cap > 0:
+        raise SystemExit(f"CAPPUCCINO_BENCH_QUALITY_CAP must be > 0 seconds, got {raw!r}")
+    return run(cap=cap)
 
 
 def bench_trial() -> dict:

@@ -27,7 +27,7 @@ import torch
 
 import cappuccino_core
 from cappuccino_core.agents.config import Architecture
-from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic, PolicyNetwork
+from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic, PolicyNetwork, SharedTrunkActorCritic
 from cappuccino_core.env.protocol import ObservationLayout
 from cappuccino_core.features.spec import FeatureSpec
 
@@ -270,6 +270,8 @@ def _build_network(card: ModelCard, activation: str, card_path: Path) -> PolicyN
         raise CheckpointError(f"{card_path}: unknown network architecture {spec.get('kind')!r}") from None
     if kind is Architecture.MLP:
         return ActorCritic(card.obs_dim, card.action_dim, card.hidden_sizes, activation)
+    if kind is Architecture.SHARED_TRUNK:
+        return SharedTrunkActorCritic(card.obs_dim, card.action_dim, card.hidden_sizes, activation)
     try:
         layout = ObservationLayout(int(spec["num_assets"]), int(spec["lookback"]), int(spec["num_features"]))
         encoder_sizes = tuple(int(w) for w in spec["encoder_sizes"])

@@ -20,20 +20,20 @@ class Architecture(StrEnum):
 
     MLP = "mlp"  # separate actor and critic MLPs over the flat observation
     ASSET_ENCODER = "asset_encoder"  # one encoder shared by every asset's window, then the two MLPs
+    SHARED_TRUNK = "shared_trunk"  # one first layer over the flat observation feeding both heads
 
 
 @dataclass(frozen=True)
 class PPOConfig:
     """Hyperparameters of PPO (Schulman et al. 2017) with GAE (Schulman et al. 2016).
 
-    Defaults are tuned for throughput on 2 CPU cores with a batched environment: many
-    parallel episodes, short rollouts, large minibatches and few epochs, because the update,
-    not the environment, dominates wall time (its cost grows with obs width x hidden size x
-    passes). Measured on the 7-asset, lookback-20 portfolio env (obs_dim 1548): 10-20k env
-    steps/s on one thread (machine load varies), 13.7x Stable-Baselines3 PPO in the same run
-    (``make bench``). The default budget (150k steps) is the default trial: 12-16 s, and it
-    beats buy-and-hold on held-out bars of the planted-signal market (tests/agents/test_learning.py). ``batch_size`` is
-    ``num_envs * rollout_steps`` env steps per update.
+    Defaults favour learning per second of CPU with a batched environment: many parallel
+    episodes, short rollouts, large minibatches and few epochs, because the update, not the
+    environment, dominates the time (its cost grows with obs width x hidden size x passes), and
+    the update's matrix products run in bfloat16 (``bf16_update``). The default budget is the
+    default trial, and it beats buy-and-hold on held-out bars of the planted-signal market
+    (tests/agents/test_learning.py); speeds live in the benchmarks (``make bench``).
+    ``batch_size`` is ``num_envs * rollout_steps`` env steps per update.
     """
 
     total_steps: int = 150_000
@@ -73,9 +73,14 @@ class PPOConfig:
     activation: Activation = Activation.TANH
     """Hidden-layer non-linearity."""
     architecture: Architecture = Architecture.MLP
-    """The network: a dense MLP over the whole observation, or a per-asset encoder shared by all assets."""
+    """The network: a dense MLP over the whole observation, the same with one first layer shared by both heads, or a per-asset encoder."""
     encoder_sizes: tuple[int, ...] = (16,)
     """Layer widths of the per-asset encoder shared by all assets (the last is each asset's code); asset_encoder only."""
+    # The first layer's products over the wide observation are most of the update; bfloat16
+    # halves their cost on CPUs with native bfloat16 (AVX512-BF16, AMX) and is emulated, slower,
+    # elsewhere: turn it off there. The learning tests run with it on.
+    bf16_update: bool = True
+    """Run the update's forward pass under bfloat16 autocast (weights, Adam and the rollout stay float32)."""
     init_log_std: float = -0.5
     """Initial log standard deviation of the Gaussian policy."""
     eval_every_updates: int = 10

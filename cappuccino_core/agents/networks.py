@@ -1,8 +1,9 @@
 """Actor-critics: Gaussian policy and value networks over the portfolio observation.
 
-Two architectures (``Architecture``): ``ActorCritic``, separate actor and critic MLPs over the
-flat observation (CleanRL's); and ``AssetEncoderActorCritic``, one small encoder shared by every
-asset's feature window, whose per-asset codes feed the same two heads.
+Three architectures (``Architecture``): ``ActorCritic``, separate actor and critic MLPs over the
+flat observation (CleanRL's); ``SharedTrunkActorCritic``, the same MLPs sharing their first
+layer; and ``AssetEncoderActorCritic``, one small encoder shared by every asset's feature
+window, whose per-asset codes feed the same two heads.
 
 Action distribution: a diagonal Normal over R^A with a state-independent log std. Actions sent
 to the environment are the raw samples; the environment clips them to [-1, 1] (VecEnv contract).
@@ -158,6 +159,94 @@ class ActorCritic(_GaussianActorCritic):
         """Return V(obs) as ``[B]``."""
         return self.critic(obs).squeeze(-1)
 
+    def get_action_and_value(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        prepared: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As the base class, with the actor's and critic's first layers in one matrix product.
+
+        The first layers read the whole observation and are most of the compute; one product
+        with their weights stacked reads ``obs`` once instead of twice (the same function).
+        """
+        actor_first, critic_first = self.actor_mean[0], self.critic[0]
+        hidden = nn.functional.linear(obs, torch.cat([actor_first.weight, critic_first.weight]),
+                                      torch.cat([actor_first.bias, critic_first.bias]))
+        actor_hidden, critic_hidden = hidden.split([actor_first.out_features, critic_first.out_features], dim=1)
+        mean = self.actor_mean[1:](actor_hidden)
+        dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        if action is None:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            action = mean + dist.scale * noise
+        value = self.critic[1:](critic_hidden).squeeze(-1)
+        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), value
+
+
+class SharedTrunkActorCritic(_GaussianActorCritic):
+    """``ActorCritic`` whose actor and critic share their first layer (the trunk).
+
+    The first layer reads the whole flat observation (obs_dim x hidden_sizes[0] weights), so it
+    is nearly all the compute of forward and backward; one trunk feeding both heads does that
+    product once instead of twice. The trunk is ``Linear(obs_dim, hidden_sizes[0])`` and the
+    activation; the actor and critic are MLPs over its output with the remaining hidden sizes
+    (none with a single hidden size: then each head is one Linear). Both losses train the
+    trunk. Initialisation as in ``ActorCritic`` (hidden sqrt(2), actor out 0.01, critic out 1).
+    """
+
+    architecture = Architecture.SHARED_TRUNK
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_sizes: tuple[int, ...] = (64, 64),
+        activation: Activation | str = Activation.TANH,
+        init_log_std: float = 0.0,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        """Build the networks; ``generator`` makes the initial weights reproducible."""
+        super().__init__()
+        self.obs_dim = obs_dim
+        self.action_dim = action_dim
+        self.hidden_sizes = tuple(hidden_sizes)
+        self.activation = Activation(activation)
+        trunk_width, rest = self.hidden_sizes[0], self.hidden_sizes[1:]
+        self.trunk = nn.Sequential(_layer(obs_dim, trunk_width, math.sqrt(2), generator),
+                                   _ACTIVATIONS[self.activation]())
+        self.critic = _mlp(trunk_width, rest, 1, 1.0, self.activation, generator)
+        self.actor_mean = _mlp(trunk_width, rest, action_dim, 0.01, self.activation, generator)
+        self.actor_logstd = nn.Parameter(torch.full((1, action_dim), float(init_log_std)))
+
+    def action_mean(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return the policy mean ``[B, A]``."""
+        return self.actor_mean(self.trunk(obs))
+
+    def get_value(self, obs: torch.Tensor) -> torch.Tensor:
+        """Return V(obs) as ``[B]``."""
+        return self.critic(self.trunk(obs)).squeeze(-1)
+
+    def get_action_and_value(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor | None = None,
+        *,
+        generator: torch.Generator | None = None,
+        prepared: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """As ``ActorCritic.get_action_and_value``, running the trunk once for both heads."""
+        hidden = self.trunk(obs)
+        mean = self.actor_mean(hidden)
+        dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
+        if action is None:
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            action = mean + dist.scale * noise
+        value = self.critic(hidden).squeeze(-1)
+        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), value
+
 
 class AssetEncoderActorCritic(_GaussianActorCritic):
     """One encoder shared by every asset, then an actor and a critic MLP over the asset codes.
@@ -257,8 +346,8 @@ class AssetEncoderActorCritic(_GaussianActorCritic):
         }
 
 
-PolicyNetwork = ActorCritic | AssetEncoderActorCritic
-"""Either architecture: what the trainer, checkpoints and trading policies accept."""
+PolicyNetwork = ActorCritic | SharedTrunkActorCritic | AssetEncoderActorCritic
+"""Any architecture: what the trainer, checkpoints and trading policies accept."""
 
 
 def build_actor_critic(
@@ -273,7 +362,11 @@ def build_actor_critic(
     generator: torch.Generator | None = None,
 ) -> PolicyNetwork:
     """Build the actor-critic of ``architecture`` for observations laid out as ``layout``."""
-    if Architecture(architecture) is Architecture.MLP:
+    kind = Architecture(architecture)
+    if kind is Architecture.MLP:
         return ActorCritic(layout.obs_dim, action_dim, hidden_sizes, activation, init_log_std, generator=generator)
+    if kind is Architecture.SHARED_TRUNK:
+        return SharedTrunkActorCritic(layout.obs_dim, action_dim, hidden_sizes, activation, init_log_std,
+                                      generator=generator)
     return AssetEncoderActorCritic(layout, action_dim, hidden_sizes, activation, init_log_std,
                                    encoder_sizes=encoder_sizes, generator=generator)

@@ -266,7 +266,12 @@ def ppo_update(
     """
     b_size = batch.obs.shape[0]
     # Reorder the observations the way the network reads them once, not in every minibatch.
-    batch = replace(batch, obs=agent.prepare(batch.obs))
+    obs = agent.prepare(batch.obs)
+    if config.bf16_update:
+        # Autocast would round the observations to bfloat16 in every minibatch's first layer:
+        # round them once, and gather half the bytes per minibatch (the same values either way).
+        obs = obs.bfloat16()
+    batch = replace(batch, obs=obs)
     totals = torch.zeros(6)  # pg_loss, v_loss, entropy_loss, approx_kl, old_approx_kl, clipfrac
     grad_norms = []
     epochs_run, early_stopped = 0, False
@@ -275,7 +280,10 @@ def ppo_update(
         for mb_index, start in enumerate(range(0, b_size, config.minibatch_size)):
             mb_inds = b_inds[start : start + config.minibatch_size]
             mb = batch.select(mb_inds)
-            _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb.obs, mb.actions, prepared=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16_update):
+                _, newlogprob, entropy, newvalue = agent.get_action_and_value(mb.obs, mb.actions, prepared=True)
+            # The losses in float32: the ratio compares against the rollout's float32 log-probs.
+            newlogprob, entropy, newvalue = newlogprob.float(), entropy.float(), newvalue.float()
             logratio = newlogprob - mb.logprobs
             ratio = logratio.exp()
             with torch.no_grad():

@@ -22,7 +22,7 @@ from cappuccino_core.agents.checkpoint import (
     save_checkpoint,
 )
 from cappuccino_core.agents.config import PPOConfig
-from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic
+from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic, SharedTrunkActorCritic
 from cappuccino_core.accounting import ACTION_MAPPING
 from cappuccino_core.env.config import EnvConfig
 from cappuccino_core.env.normalization import FeatureNormalizer
@@ -207,6 +207,18 @@ def test_an_asset_encoder_checkpoint_round_trips_with_its_architecture(tmp_path)
     obs = torch.randn(16, OBS_DIM, generator=torch.Generator().manual_seed(1))
     assert isinstance(loaded, AssetEncoderActorCritic) and loaded_card == card
     assert card.format_version == CARD_FORMAT_VERSION == 2
+    assert torch.equal(loaded.act_deterministic(obs), agent.act_deterministic(obs))
+    assert torch.equal(loaded.get_value(obs), agent.get_value(obs))
+
+
+def test_a_shared_trunk_checkpoint_round_trips_with_its_architecture(tmp_path):
+    agent = SharedTrunkActorCritic(OBS_DIM, ACTION_DIM, HIDDEN, "relu", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        agent.actor_mean[-1].weight.mul_(50.0)
+    card = save_checkpoint(tmp_path / "trunk", agent, make_card(architecture=agent.describe()))
+    loaded, loaded_card = load_checkpoint(tmp_path / "trunk")
+    obs = torch.randn(16, OBS_DIM, generator=torch.Generator().manual_seed(1))
+    assert isinstance(loaded, SharedTrunkActorCritic) and loaded_card.network == {"kind": "shared_trunk"}
     assert torch.equal(loaded.act_deterministic(obs), agent.act_deterministic(obs))
     assert torch.equal(loaded.get_value(obs), agent.get_value(obs))
 

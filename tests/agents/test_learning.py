@@ -1,7 +1,7 @@
 """Learning works: PPO finds a planted edge out of sample, and claims none where there is none.
 
 These two tests are the proof that the environment, the learner and the metrics are right
-together. Each fit is 150k environment steps (about 10-20 s on 2 cores).
+together. Each fit is the default trial: 150k environment steps.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The asset-encoder actor-critic: one encoder shared by every asset, reading each asset's own window."""
+"""The actor-critics beside the dense MLP: a first layer shared by both heads, and an encoder shared by every asset."""
 
 from __future__ import annotations
 
 import torch
 
 from cappuccino_core.agents.config import Architecture
-from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic, build_actor_critic
+from cappuccino_core.agents.networks import ActorCritic, AssetEncoderActorCritic, SharedTrunkActorCritic, build_actor_critic
 from cappuccino_core.env.protocol import ObservationLayout
 
 LAYOUT = ObservationLayout(num_assets=3, lookback=4, num_features=5)
@@ -87,3 +87,63 @@ def test_a_prepared_batch_scores_actions_exactly_as_the_raw_observations():
     for a, b in zip(raw, prepared):
         torch.testing.assert_close(a, b)
     assert agent.prepare(obs).shape == (5, LAYOUT.num_assets, LAYOUT.lookback * LAYOUT.num_features + 1)
+
+
+# --- the shared trunk ---------------------------------------------------------------------------
+
+def _trunk(seed: int = 0, hidden: tuple[int, ...] = (16, 8)) -> SharedTrunkActorCritic:
+    return SharedTrunkActorCritic(LAYOUT.obs_dim, 3, hidden, "tanh", generator=torch.Generator().manual_seed(seed))
+
+
+def test_the_shared_trunk_reads_the_observation_once_for_both_heads():
+    agent = _trunk()
+    dense = ActorCritic(LAYOUT.obs_dim, 3, (16, 8))
+    reading_obs = [m for m in agent.modules() if isinstance(m, torch.nn.Linear) and m.in_features == LAYOUT.obs_dim]
+    assert reading_obs == [agent.trunk[0]] and agent.trunk[0].out_features == 16
+    assert agent.actor_mean[0].in_features == agent.critic[0].in_features == 16
+    dense_params = sum(p.numel() for p in dense.parameters())
+    assert dense_params - sum(p.numel() for p in agent.parameters()) == LAYOUT.obs_dim * 16 + 16
+
+
+def test_both_the_policy_and_the_value_loss_train_the_shared_trunk():
+    obs = torch.randn(8, LAYOUT.obs_dim, generator=torch.Generator().manual_seed(1))
+    for loss_of in (lambda a: a.action_mean(obs).sum(), lambda a: a.get_value(obs).sum()):
+        agent = _trunk()
+        loss_of(agent).backward()
+        assert agent.trunk[0].weight.grad is not None and agent.trunk[0].weight.grad.abs().sum() > 0
+
+
+def test_the_shared_trunk_gives_the_same_action_value_and_log_prob_in_one_pass_as_separately():
+    agent = _trunk()
+    obs = torch.randn(6, LAYOUT.obs_dim, generator=torch.Generator().manual_seed(3))
+    action, log_prob, entropy, value = agent.get_action_and_value(obs, generator=torch.Generator().manual_seed(4))
+    dist = agent.distribution(obs)
+    torch.testing.assert_close(log_prob, dist.log_prob(action).sum(-1))
+    torch.testing.assert_close(entropy, dist.entropy().sum(-1))
+    torch.testing.assert_close(value, agent.get_value(obs))
+    assert agent.act_deterministic(obs).abs().max() <= 1.0
+
+
+def test_a_shared_trunk_of_one_hidden_layer_has_linear_heads():
+    agent = _trunk(hidden=(16,))
+    assert len(agent.actor_mean) == len(agent.critic) == 1
+    assert agent.get_value(torch.zeros(2, LAYOUT.obs_dim)).shape == (2,)
+
+
+def test_build_gives_the_shared_trunk_with_reproducible_weights():
+    first = build_actor_critic("shared_trunk", LAYOUT, 3, (16,), "tanh", generator=torch.Generator().manual_seed(5))
+    second = build_actor_critic(Architecture.SHARED_TRUNK, LAYOUT, 3, (16,), "tanh",
+                                generator=torch.Generator().manual_seed(5))
+    assert isinstance(first, SharedTrunkActorCritic) and first.describe() == {"kind": "shared_trunk"}
+    for name, tensor in first.state_dict().items():
+        assert torch.equal(tensor, second.state_dict()[name]), name
+
+
+def test_the_dense_mlp_gives_the_same_action_value_and_log_prob_in_one_pass_as_separately():
+    agent = ActorCritic(LAYOUT.obs_dim, 3, (16, 8), generator=torch.Generator().manual_seed(0))
+    obs = torch.randn(6, LAYOUT.obs_dim, generator=torch.Generator().manual_seed(3))
+    action, log_prob, entropy, value = agent.get_action_and_value(obs, generator=torch.Generator().manual_seed(4))
+    dist = agent.distribution(obs)
+    torch.testing.assert_close(log_prob, dist.log_prob(action).sum(-1))
+    torch.testing.assert_close(entropy, dist.entropy().sum(-1))
+    torch.testing.assert_close(value, agent.get_value(obs))

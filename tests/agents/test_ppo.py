@@ -284,6 +284,21 @@ def test_update_runs_every_epoch_without_a_kl_target():
     assert any(not torch.equal(b, p) for b, p in zip(before, agent.parameters()))
 
 
+@pytest.mark.parametrize("bf16_update", [True, False])
+def test_update_computes_its_products_in_bfloat16_only_when_asked_and_keeps_float32_weights(bf16_update):
+    config = small_config(bf16_update=bf16_update)
+    env = TargetTrackingEnv(config.num_envs)
+    agent = ActorCritic(env.obs_dim, env.action_dim, config.hidden_sizes)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate)
+    batch = _one_batch(config, env, agent)
+    seen: set[torch.dtype] = set()
+    agent.critic[-1].register_forward_hook(lambda module, inputs, output: seen.add(output.dtype))
+    stats = ppo_update(agent, optimizer, batch, config)
+    assert seen == ({torch.bfloat16} if bf16_update else {torch.float32})
+    assert all(p.dtype == torch.float32 for p in agent.parameters())
+    assert math.isfinite(stats.pg_loss) and math.isfinite(stats.v_loss)
+
+
 def test_a_minibatch_holds_the_same_rows_of_every_batch_array():
     g = torch.Generator().manual_seed(0)
     batch = Batch(*(torch.randn(shape, generator=g) for shape in ((10, 4), (10, 2), 10, 10, 10, 10)))
@@ -374,6 +389,8 @@ def test_train_builds_the_architecture_the_config_names():
     result = train(config, TargetTrackingEnv(config.num_envs, features=3), seed=0)
     assert result.agent.describe()["kind"] == "asset_encoder"
     assert result.agent.describe()["encoder_sizes"] == [4]
+    trunk = small_config(architecture="shared_trunk")
+    assert train(trunk, TargetTrackingEnv(trunk.num_envs, features=3), seed=0).agent.describe() == {"kind": "shared_trunk"}
 
 
 def test_train_restores_the_torch_thread_count():
