@@ -427,14 +427,14 @@ def running_in_home(home: Path) -> list[str]:
     if database.exists():
         rows = _query(database, "SELECT trader_id, pid, host FROM lifecycle_step_in_flight")
         running += [f"trader step {t} (pid {pid})" for t, pid, host in rows
-                    if host == socket.gethostname() and _alive(int(pid))]
+                    if host == socket.gethostname() and flow_runs.pid_alive(int(pid))]
     studies = home / "optuna" / "studies.db"
     if studies.exists():
         rows = _query(studies, "SELECT a.value_json FROM trials t JOIN trial_user_attributes a "
                                "ON a.trial_id = t.trial_id WHERE t.state = 'RUNNING' AND a.key = 'worker'")
         for (value,) in rows:
             host, _, pid = str(json.loads(value)).rpartition(":")
-            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
+            if host == socket.gethostname() and pid.isdigit() and flow_runs.pid_alive(int(pid)):
                 running.append(f"study worker (pid {pid})")
     return sorted(set(running))
 
@@ -450,16 +450,6 @@ def _query(database: Path, sql: str) -> list[tuple]:
         raise
     finally:
         connection.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _check_integrity(database: Path, backup: Path, relative: str) -> None:

@@ -51,7 +51,7 @@ class FlowRunProcess:
         """Return True when this host no longer runs the recorded process (False for another host: unknown)."""
         if self.host != socket.gethostname():
             return False
-        if not _alive(self.pid):
+        if not pid_alive(self.pid):
             return True
         return self.process_start is not None and _process_start(self.pid) != self.process_start
 
@@ -93,7 +93,8 @@ def dead(home: Path) -> list[FlowRunProcess]:
     return [r for r in recorded(home) if r.is_dead()]
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (one we may not signal still counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
