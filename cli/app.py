@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
@@ -886,7 +888,8 @@ def run(
     (err_console if as_json else console).print(f"pipeline on the {settings.source} market, home {Path(settings.home).resolve()}"
                   + (" (demo budget)" if demo else ""))
     try:
-        report = pipeline(params=params)
+        with _stage_progress(err_console if as_json else console):
+            report = pipeline(params=params)
     except PipelineStageError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         err_console.print("earlier stages' results are kept; run the same command again to resume.")
@@ -895,6 +898,44 @@ def run(
         sys.stdout.write(json.dumps(report.model_dump(mode="json"), indent=2, default=str) + "\n")
     else:
         _print_pipeline(report.model_dump(mode="json"))
+
+
+@contextmanager
+def _stage_progress(out: Console) -> Iterator[None]:
+    """Print the pipeline's stage lines as they happen; without -v, Prefect's console chatter is hidden."""
+    verbose = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    printer = _StagePrinter(out)
+    stages = logging.getLogger("cappuccino.pipeline")
+    stages.addHandler(printer)
+    stages.setLevel(logging.INFO)
+    quieted = [] if verbose else _prefect_console_handlers()
+    for handler, _level in quieted:
+        handler.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        stages.removeHandler(printer)
+        for handler, level in quieted:
+            handler.setLevel(level)
+
+
+class _StagePrinter(logging.Handler):
+    def __init__(self, out: Console) -> None:
+        super().__init__(logging.INFO)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.print(record.getMessage(), highlight=False)
+
+
+def _prefect_console_handlers() -> list[tuple[logging.Handler, int]]:
+    """Prefect's console handlers (its API handler is left alone, so the UI keeps every log)."""
+    found = []
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler not in (h for h, _ in found):
+                found.append((handler, handler.level))
+    return found
 
 
 def _print_pipeline(doc: dict) -> None:

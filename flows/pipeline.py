@@ -21,6 +21,7 @@ that takes the ``live-gate`` deployment and a person's approval.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -101,15 +102,24 @@ class PipelineStageError(RuntimeError):
         super().__init__(f"pipeline stage {stage!r} failed: {type(cause).__name__}: {cause}")
 
 
+progress = logging.getLogger("cappuccino.pipeline")
+"""One line as each stage starts and ends (``cappuccino run`` prints them; a worker's log keeps them)."""
+
+
 @contextmanager
 def _stage(name: str, seconds: dict[str, float]) -> Iterator[None]:
+    number = f"{STAGES.index(name) + 1}/{len(STAGES)}"
+    progress.info("stage %s %s: started", number, name, extra={"stage": name, "event": "started"})
     started = time.perf_counter()
     try:
         yield
     except Exception as exc:
+        progress.info("stage %s %s: failed after %.1f s", number, name, time.perf_counter() - started,
+                      extra={"stage": name, "event": "failed"})
         raise PipelineStageError(name, exc) from exc
     finally:
         seconds[name] = round(time.perf_counter() - started, 3)
+    progress.info("stage %s %s: done in %.1f s", number, name, seconds[name], extra={"stage": name, "event": "done"})
 
 
 @flow(name="pipeline")

@@ -180,3 +180,35 @@ def test_models_list_shows_each_versions_aliases(home) -> None:
 def test_train_show_without_a_study_fails_in_one_line(home) -> None:
     result = runner.invoke(app, ["train", "show"])
     assert result.exit_code == 1 and result.output.startswith("error: no studies yet")
+
+
+def test_cappuccino_run_prints_each_stage_as_it_starts_and_ends_and_hides_prefects_console_chatter() -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+
+    from cli.app import _stage_progress
+    from flows.pipeline import PipelineStageError, _stage
+
+    chatter = logging.StreamHandler(io.StringIO())
+    logging.getLogger("prefect.flow_runs").addHandler(chatter)
+    root_level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.WARNING)  # no -v
+    shown, seconds = io.StringIO(), {}
+    try:
+        with _stage_progress(Console(file=shown, width=80)):
+            assert chatter.level == logging.WARNING  # Prefect's console lines are hidden while the run prints its own
+            with _stage("ingest", seconds):
+                pass
+            with pytest.raises(PipelineStageError), _stage("train", seconds):
+                raise RuntimeError("boom")
+        assert chatter.level == logging.NOTSET  # and shown again afterwards
+    finally:
+        logging.getLogger("prefect.flow_runs").removeHandler(chatter)
+        logging.getLogger().setLevel(root_level)
+
+    lines = shown.getvalue().splitlines()
+    assert lines[0] == "stage 1/8 ingest: started" and lines[1].startswith("stage 1/8 ingest: done in ")
+    assert lines[2] == "stage 4/8 train: started" and lines[3].startswith("stage 4/8 train: failed after ")
+    assert set(seconds) == {"ingest", "train"}
