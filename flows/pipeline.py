@@ -42,6 +42,7 @@ from flows.tournament import TournamentParams, tournament
 from flows.train import TrainParams, train
 from tasks import lifecycle as lifecycle_tasks
 from tasks.arena import arena_history
+from tasks.flow_runs import close_dead_runs, watched
 from tasks.pipeline import (
     holdout_report,
     judge_replay_green_light,
@@ -127,64 +128,66 @@ def pipeline(params: PipelineParams = PipelineParams()) -> PipelineReport:
     """Run every stage in order and return the summary; see the module docstring."""
     overrides = params.run_overrides()
     settings = settings_for(overrides)
-    name = params.name or f"pipeline-{SystemClock().now():%Y%m%d}"
-    seconds: dict[str, float] = {}
-    with _stage("ingest", seconds):
-        ingested = ingest(IngestParams(as_of=params.as_of, allow_stale=params.allow_stale, overrides=overrides))
-    with _stage("gate", seconds):
-        gate = data_gate(settings, params.as_of, params.allow_stale)
-    with _stage("timeframe", seconds):
-        found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers,
-                                                 study=f"{name}-timeframe", as_of=params.as_of,
-                                                 allow_stale=params.allow_stale, overrides=overrides,
-                                                 gated=gate_record(gate)))
-    with _stage("train", seconds):
-        trained = train(TrainParams(trials=params.trials, workers=params.workers, study=f"{name}-train",
-                                    timeframe_study=found.study, as_of=params.as_of, allow_stale=params.allow_stale,
-                                    overrides=overrides, gated=gate_record(gate)))
-    with _stage("tournament", seconds):
-        played = tournament(TournamentParams(arena=params.arena, promotion_streak=params.promotion_streak,
-                                             overrides=overrides))
-    spec = study_spec(runner.StudyLocation.from_settings(settings), trained.study)
-    offline = spec.split.has_replay
-    with _stage("sandbox", seconds):
-        promoted = study_promotions(settings, trained.study, played.status.get("promoted_models", []))
-        if offline:
-            sandbox = replay_sandbox(settings, trained.study, promoted)
-        else:
-            sandbox = promotion(PromotionParams(overrides=overrides)).model_dump(mode="json")
-    with _stage("green_light", seconds):
-        if offline:
-            green = judge_replay_green_light(settings, trained.study)
-        else:
-            site = lifecycle_tasks.open_site(settings)
-            green = lifecycle_tasks.judge_live_gate(site, site.now()).to_dict()
-    history = arena_history(settings, params.arena)
-    matches = history["last_matches"][::-1]  # oldest first
-    selected = selection_report(settings, trained.candidates, matches, promoted)
-    king = selected["king"] or {}
-    trained.summary.update({k: v for k, v in selected["selection"].items() if k != "holdout_scores"})
-    report = PipelineReport(
-        name=name, mode="offline replay" if offline else "live sandbox", stage_seconds=seconds,
-        data={"source": ingested.source, "window_start": ingested.window_start.isoformat(),
-              "window_end": ingested.window_end.isoformat(), "gate": gate_record(gate), "split": spec.split.to_dict()},
-        timeframe={"study": found.study, "choice": found.choice, "summary": found.summary},
-        training={"study": trained.study, "summary": trained.summary, "candidates": trained.candidates,
-                  "selection": trained.selection, "holdout_scores": selected["selection"]["holdout_scores"]},
-        arena={**{k: v for k, v in played.status.items() if k != "last_matches"}, "admitted": played.admitted,
-               "played": len(played.played), "history": matches, "promoted_here": promoted,
-               "edge_tests": selected["edge_tests"], "edge_tested_king": king.get("king"),
-               "king_holdout_excess_sharpe": king.get("king_score"), "king_holdout_ci_low": king.get("ci_low"),
-               "king_holdout_bars": king.get("bars")},
-        sandbox=sandbox, green_light=green,
-    )
-    with _stage("report", seconds):
-        report.holdout = holdout_report(settings, trained.study, _shown_model(king, played.status, trained.study),
-                                        params.arena)
-        report.report = record_report(settings, report.model_dump(mode="json"))
-        publish_verdict(report.model_dump(mode="json"))
-    report.stage_seconds = seconds
-    return report
+    close_dead_runs(settings.home)  # runs of this home whose process was killed end Crashed
+    with watched(settings.home):  # this process is the run's until the body ends (a kill -9 ends it Crashed)
+        name = params.name or f"pipeline-{SystemClock().now():%Y%m%d}"
+        seconds: dict[str, float] = {}
+        with _stage("ingest", seconds):
+            ingested = ingest(IngestParams(as_of=params.as_of, allow_stale=params.allow_stale, overrides=overrides))
+        with _stage("gate", seconds):
+            gate = data_gate(settings, params.as_of, params.allow_stale)
+        with _stage("timeframe", seconds):
+            found = timeframe_search(TimeframeParams(trials=params.timeframe_trials, workers=params.workers,
+                                                     study=f"{name}-timeframe", as_of=params.as_of,
+                                                     allow_stale=params.allow_stale, overrides=overrides,
+                                                     gated=gate_record(gate)))
+        with _stage("train", seconds):
+            trained = train(TrainParams(trials=params.trials, workers=params.workers, study=f"{name}-train",
+                                        timeframe_study=found.study, as_of=params.as_of, allow_stale=params.allow_stale,
+                                        overrides=overrides, gated=gate_record(gate)))
+        with _stage("tournament", seconds):
+            played = tournament(TournamentParams(arena=params.arena, promotion_streak=params.promotion_streak,
+                                                 overrides=overrides))
+        spec = study_spec(runner.StudyLocation.from_settings(settings), trained.study)
+        offline = spec.split.has_replay
+        with _stage("sandbox", seconds):
+            promoted = study_promotions(settings, trained.study, played.status.get("promoted_models", []))
+            if offline:
+                sandbox = replay_sandbox(settings, trained.study, promoted)
+            else:
+                sandbox = promotion(PromotionParams(overrides=overrides)).model_dump(mode="json")
+        with _stage("green_light", seconds):
+            if offline:
+                green = judge_replay_green_light(settings, trained.study)
+            else:
+                site = lifecycle_tasks.open_site(settings)
+                green = lifecycle_tasks.judge_live_gate(site, site.now()).to_dict()
+        history = arena_history(settings, params.arena)
+        matches = history["last_matches"][::-1]  # oldest first
+        selected = selection_report(settings, trained.candidates, matches, promoted)
+        king = selected["king"] or {}
+        trained.summary.update({k: v for k, v in selected["selection"].items() if k != "holdout_scores"})
+        report = PipelineReport(
+            name=name, mode="offline replay" if offline else "live sandbox", stage_seconds=seconds,
+            data={"source": ingested.source, "window_start": ingested.window_start.isoformat(),
+                  "window_end": ingested.window_end.isoformat(), "gate": gate_record(gate), "split": spec.split.to_dict()},
+            timeframe={"study": found.study, "choice": found.choice, "summary": found.summary},
+            training={"study": trained.study, "summary": trained.summary, "candidates": trained.candidates,
+                      "selection": trained.selection, "holdout_scores": selected["selection"]["holdout_scores"]},
+            arena={**{k: v for k, v in played.status.items() if k != "last_matches"}, "admitted": played.admitted,
+                   "played": len(played.played), "history": matches, "promoted_here": promoted,
+                   "edge_tests": selected["edge_tests"], "edge_tested_king": king.get("king"),
+                   "king_holdout_excess_sharpe": king.get("king_score"), "king_holdout_ci_low": king.get("ci_low"),
+                   "king_holdout_bars": king.get("bars")},
+            sandbox=sandbox, green_light=green,
+        )
+        with _stage("report", seconds):
+            report.holdout = holdout_report(settings, trained.study, _shown_model(king, played.status, trained.study),
+                                            params.arena)
+            report.report = record_report(settings, report.model_dump(mode="json"))
+            publish_verdict(report.model_dump(mode="json"))
+        report.stage_seconds = seconds
+        return report
 
 
 def _shown_model(king: dict[str, Any], arena: dict[str, Any], study: str) -> str | None:
