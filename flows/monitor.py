@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.config import load_settings
 from cappuccino_core.data.errors import failures_line
-from cappuccino_core.operations.production import NO_NEW_BAR
+from cappuccino_core.operations.production import NO_NEW_BAR, TraderStep
 from cappuccino_core.trading.clock import latest_closed_bar
 from tasks import lifecycle as lifecycle_tasks
 from tasks.bars import REFRESH_BARS, BarRefresh, refresh_latest_bars
@@ -68,7 +68,7 @@ def production_trading(params: TradingParams = TradingParams()) -> TradingReport
     bar_time = ensure_utc(params.bar_time) if params.bar_time else latest_closed_bar(site.now(), interval)
     refresh = (refresh_latest_bars(site.settings, bar_time, site.now(), params.refresh_count)
                if params.refresh_bars else None)
-    results: dict[str, dict[str, Any] | None] = {}
+    results: dict[str, TraderStep | None] = {}
     failed: dict[str, str] = {}
     for role, step in (("production", lifecycle_tasks.step_production_trader),
                        ("live", lifecycle_tasks.step_live_trader)):
@@ -77,15 +77,15 @@ def production_trading(params: TradingParams = TradingParams()) -> TradingReport
             results[role] = state.result()
             if results[role] is None:
                 get_run_logger().info("no %s model: nothing to trade on bar %s", role, bar_time.isoformat())
-            elif results[role].get("status") == NO_NEW_BAR:
-                get_run_logger().info(results[role]["message"])
+            elif results[role].status == NO_NEW_BAR:
+                get_run_logger().info(results[role].message)
         else:
             results[role] = None
             failed[role] = str(state.result(raise_on_failure=False))
     if refresh is not None:
         failed.update({f"refresh {symbol}": error for symbol, error in refresh.failed.items()})
-    report = TradingReport(bar_time=bar_time, production=results["production"], live=results["live"], failed=failed,
-                           refresh=refresh)
+    report = TradingReport(bar_time=bar_time, failed=failed, refresh=refresh,
+                           **{role: None if step is None else step.to_dict() for role, step in results.items()})
     if failed:
         raise TradingStepError(report)
     return report

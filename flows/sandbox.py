@@ -81,7 +81,7 @@ def sandbox(params: SandboxParams = SandboxParams()) -> SandboxStepReport:
     for trader_id, future in zip(ids, futures):
         future.wait()
         if future.state.is_completed():
-            steps.append(future.result())
+            steps.append(future.result().to_dict())
         else:
             failed[trader_id] = str(future.state.result(raise_on_failure=False))
     if refresh is not None:

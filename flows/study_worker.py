@@ -62,4 +62,4 @@ def study_worker(
     spec = study_spec(loc, study)
     worker = run_study_trials(loc, spec.name, settings.bars_dir, max_trials, timeout_seconds)
     return StudyWorkerReport(study=spec.name, kind=str(spec.kind), cap=spec.cap, storage=redact_url(loc.storage_url),
-                             host=socket.gethostname(), pid=os.getpid(), worker=worker)
+                             host=socket.gethostname(), pid=os.getpid(), worker=worker.to_dict())

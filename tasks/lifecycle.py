@@ -83,13 +83,13 @@ def live_capital_report(site: LifecycleSite) -> dict[str, Any] | None:
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE,
       task_run_name="production-step")
-def step_production_trader(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
+def step_production_trader(site: LifecycleSite, bar_time: datetime) -> production.TraderStep | None:
     """Step the production model on the paper account."""
     return production.step_production(site, bar_time)
 
 
 @task(retries=3, retry_delay_seconds=_DELAYS, retry_condition_fn=_IO, cache_policy=NONE, task_run_name="live-step")
-def step_live_trader(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
+def step_live_trader(site: LifecycleSite, bar_time: datetime) -> production.TraderStep | None:
     """Step the live model on the live account with its ramp capital."""
     return production.step_live(site, bar_time)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NONE
@@ -11,7 +10,7 @@ from prefect.cache_policies import NONE
 from cappuccino_core.config import Settings
 from cappuccino_core.sandbox.runner import Sandbox
 from cappuccino_core.sandbox.runs import SandboxRun
-from cappuccino_core.trading.trader import TRANSIENT_ERRORS
+from cappuccino_core.trading.trader import TRANSIENT_ERRORS, StepOutcome
 from tasks.retry import retry_on
 
 
@@ -41,15 +40,6 @@ def runs_on_bar(sandbox: Sandbox, bar_time: datetime) -> tuple[list[SandboxRun],
 
 @task(retries=3, retry_delay_seconds=[5, 15, 60], retry_condition_fn=retry_on(*TRANSIENT_ERRORS), cache_policy=NONE,
       task_run_name="sandbox-step-{trader_id}")
-def step_sandbox_trader(sandbox: Sandbox, trader_id: str, bar_time: datetime) -> dict[str, Any]:
+def step_sandbox_trader(sandbox: Sandbox, trader_id: str, bar_time: datetime) -> StepOutcome:
     """Step one sandbox run on ``bar_time``, a bar of its interval (idempotent: a repeated step changes nothing twice)."""
-    outcome = sandbox.step(trader_id, bar_time)
-    entry = outcome.entry
-    return {
-        "trader_id": trader_id,
-        "bar_time": outcome.bar_time.isoformat(),
-        "status": str(outcome.status),
-        "orders": 0 if entry is None else len(entry.orders),
-        "risk_events": 0 if entry is None else len(entry.risk_events),
-        "errors": [] if entry is None else list(entry.errors),
-    }
+    return sandbox.step(trader_id, bar_time)

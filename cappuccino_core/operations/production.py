@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -57,6 +57,52 @@ if TYPE_CHECKING:  # the traders (torch) are imported by the steps: the status b
 logger = logging.getLogger(__name__)
 
 NO_NEW_BAR = "no_new_bar"
+
+
+@dataclass(frozen=True)
+class TraderStep:
+    """What one step of the production or the live trader did.
+
+    Attributes:
+        role: ``production`` or ``live``.
+        model_id: the model that holds the role.
+        status: the journal's step status (``traded``, ``skipped_duplicate``, …), ``no_new_bar``
+            (no bar of the model's interval closed with the clock's bar) or ``not_allowed`` (live
+            trading is no longer configured).
+        bar_time: the bar traded, or the clock's bar when there was none (ISO 8601, UTC).
+        message: why nothing was traded (``no_new_bar``, ``not_allowed``).
+        trader_id, account: who traded, on which account (a step that reached the trader).
+        orders: orders the step sent.
+        equity: the account's equity at the bar (None without a journal row).
+        errors: the step's errors.
+        allocation: the live step's ramp capital (live only).
+    """
+
+    role: str
+    model_id: str
+    status: str
+    bar_time: str | None = None
+    message: str | None = None
+    trader_id: str | None = None
+    account: str | None = None
+    orders: int = 0
+    equity: float | None = None
+    errors: tuple[str, ...] = ()
+    allocation: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step as the flow's report records it (only the fields this kind of step has)."""
+        out: dict[str, Any] = {"role": self.role, "model_id": self.model_id, "status": self.status}
+        if self.bar_time is not None:
+            out["bar_time"] = self.bar_time
+        if self.message is not None:
+            out["message"] = self.message
+        if self.trader_id is not None:
+            out |= {"trader_id": self.trader_id, "account": self.account, "orders": self.orders,
+                    "equity": self.equity, "errors": list(self.errors)}
+        if self.allocation is not None:
+            out["allocation"] = self.allocation
+        return out
 """The status of a step on a base bar that closes no bar of the model's interval."""
 
 
@@ -87,7 +133,7 @@ def production_trader(site: LifecycleSite, model_id: str) -> Trader:
                     in_flight=site.switch.step_in_flight, clock=site.clock)
 
 
-def step_production(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
+def step_production(site: LifecycleSite, bar_time: datetime) -> TraderStep | None:
     """Step the production model on the bar of its interval that closed with base bar ``bar_time``.
 
     Returns ``None`` when there is no production model, a ``no_new_bar`` report when no bar of
@@ -162,7 +208,7 @@ def live_ramp(site: LifecycleSite, record: TrackRecord | None) -> RampState:
     return ramp_state(days, config)
 
 
-def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
+def step_live(site: LifecycleSite, bar_time: datetime) -> TraderStep | None:
     """Step the live model on ``bar_time`` with its ramp capital (``None`` when no model is live).
 
     When live trading is no longer allowed (disabled, keys or capital removed) the live model
@@ -175,7 +221,7 @@ def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
     if not readiness.ready:
         message = f"live model {model_id} is not trading: {readiness.message}"
         alert_once(site, AlertLevel.CRITICAL, "live", message, at=site.now())
-        return {"role": "live", "model_id": model_id, "status": "not_allowed", "message": message}
+        return TraderStep("live", model_id, "not_allowed", message=message)
     model = site.load_model(model_id).with_risk(RiskConfig())
     bar = closed_bar(bar_time, site.bars.interval, model.interval)
     if bar is None:
@@ -192,9 +238,7 @@ def step_live(site: LifecycleSite, bar_time: datetime) -> dict[str, Any] | None:
     trader = Trader(trader_id, model, ReservedBroker(broker, allocation.reserve), site.bars.at(model.interval),
                     site.journal, halted=site.switch.is_halted,
                     in_flight=site.switch.step_in_flight, clock=site.clock)
-    report = _outcome("live", model_id, "alpaca-live", trader.step(bar))
-    report["allocation"] = allocation.to_dict()
-    return report
+    return replace(_outcome("live", model_id, "alpaca-live", trader.step(bar)), allocation=allocation.to_dict())
 
 
 def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime, bars: BarProvider | None = None) -> None:
@@ -225,20 +269,18 @@ def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime, bar
     broker.on_bar(bar_time, opens, closes)
 
 
-def _no_new_bar(site: LifecycleSite, role: str, model_id: str, clock_bar: datetime, interval: Interval) -> dict[str, Any]:
+def _no_new_bar(site: LifecycleSite, role: str, model_id: str, clock_bar: datetime, interval: Interval) -> TraderStep:
     """The report of a step with nothing to do: no bar of the model's interval closed with ``clock_bar``."""
     closes = ensure_utc(clock_bar) + site.bars.interval.timedelta
     message = (f"{role} model {model_id} trades {interval.value} bars: none closed at {closes.isoformat()} "
                f"(the next closes at {next_close(clock_bar, site.bars.interval, interval).isoformat()})")
     logger.info(message)
-    return {"role": role, "model_id": model_id, "status": NO_NEW_BAR, "bar_time": ensure_utc(clock_bar).isoformat(),
-            "message": message}
+    return TraderStep(role, model_id, NO_NEW_BAR, bar_time=ensure_utc(clock_bar).isoformat(), message=message)
 
 
-def _outcome(role: str, model_id: str, account: str, outcome: StepOutcome) -> dict[str, Any]:
+def _outcome(role: str, model_id: str, account: str, outcome: StepOutcome) -> TraderStep:
     entry = outcome.entry
-    return {"role": role, "model_id": model_id, "trader_id": outcome.trader_id, "account": account,
-            "bar_time": outcome.bar_time.isoformat(), "status": str(outcome.status),
-            "orders": 0 if entry is None else len(entry.orders),
-            "equity": None if entry is None else entry.equity,
-            "errors": [] if entry is None else list(entry.errors)}
+    return TraderStep(role, model_id, str(outcome.status), bar_time=outcome.bar_time.isoformat(),
+                      trader_id=outcome.trader_id, account=account, orders=0 if entry is None else len(entry.orders),
+                      equity=None if entry is None else entry.equity,
+                      errors=() if entry is None else tuple(entry.errors))

@@ -161,7 +161,7 @@ def replay_lifecycle(plan: ReplayPlan, promoted: Sequence[str], *, sandbox_days:
             continue  # a model trades production only from the close it became production (a re-run too)
         stepped = step_production(site, bar)
         if stepped is not None:
-            steps.setdefault(f"production:{stepped['model_id']}", Counter())[str(stepped["status"])] += 1
+            steps.setdefault(f"production:{stepped.model_id}", Counter())[stepped.status] += 1
     report.steps = {k: dict(v) for k, v in steps.items()}
     report.production = site.store.holder(Role.PRODUCTION)
     site.mirror()

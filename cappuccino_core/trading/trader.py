@@ -40,6 +40,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,6 +76,14 @@ class StepOutcome:
     status: StepStatus
     entry: JournalEntry | None
     not_sent: tuple[str, ...] = ()  # client order ids planned but not sent: the halt came during the step
+
+    def to_dict(self) -> dict[str, Any]:
+        """The step as a flow's report records it: status, orders, risk events and errors of its row."""
+        entry = self.entry
+        return {"trader_id": self.trader_id, "bar_time": self.bar_time.isoformat(), "status": str(self.status),
+                "orders": 0 if entry is None else len(entry.orders),
+                "risk_events": 0 if entry is None else len(entry.risk_events),
+                "errors": [] if entry is None else list(entry.errors)}
 
 
 class Trader:

@@ -73,7 +73,7 @@ def test_a_catastrophic_live_loss_is_an_emergency_that_also_halts_trading(
 
     assert found["verdict"]["level"] == "emergency" and "total_loss" in found["verdict"]["breached"]
     assert scene.site.switch.is_halted() and scene.site.store.holder(Role.LIVE) is None
-    assert step_production(scene.site, scene.at(START + 10))["status"] == "skipped_halted"
+    assert step_production(scene.site, scene.at(START + 10)).status == "skipped_halted"
 
 
 def test_a_live_model_within_its_limits_and_its_backtest_stays_live(

@@ -129,17 +129,17 @@ def test_the_live_model_trades_only_its_ramp_capital_and_a_step_up_is_not_a_gain
         fake_alpaca.trading.configure(prices=dict(zip(scene.panel.symbols, scene.panel.close[row].tolist())))
         steps.append(step_live(scene.site, scene.at(row)))
 
-    assert {s["status"] for s in steps} == {"traded"}
-    first = steps[0]["allocation"]
+    assert {s.status for s in steps} == {"traded"}
+    first = steps[0].allocation
     assert first["capital"] == 2_500.0 and first["reserve"] == 97_500.0
-    assert steps[0]["equity"] == pytest.approx(2_500.0)  # the trader sees its capital, not the account
-    capitals = sorted({s["allocation"]["capital"] for s in steps})
+    assert steps[0].equity == pytest.approx(2_500.0)  # the trader sees its capital, not the account
+    capitals = sorted({s.allocation["capital"] for s in steps})
     assert capitals[:2] == [2_500.0, 5_000.0]  # profitable days moved it up the ramp
     record, _ = live_record(scene.site, GOOD)
     assert record is not None
     for step in steps[1:]:
-        bar = datetime.fromisoformat(step["allocation"]["effective_bar"])
-        if bar == datetime.fromisoformat(step["bar_time"]) and step["allocation"]["step"] > 0:
+        bar = datetime.fromisoformat(step.allocation["effective_bar"])
+        if bar == datetime.fromisoformat(step.bar_time) and step.allocation["step"] > 0:
             i = record.times.index(bar)  # the return across the bar the capital was added at
             assert abs(record.returns[i]) < 0.2, "added capital counted as a gain"
     assert float(abs(record.returns).max()) < 0.2
@@ -152,7 +152,7 @@ def test_a_live_model_does_not_trade_once_live_trading_is_switched_off(engine: E
 
     first, second = step_live(scene.site, scene.at(12)), step_live(scene.site, scene.at(13))
 
-    assert first["status"] == second["status"] == "not_allowed" and "disabled" in first["message"]
+    assert first.status == second.status == "not_allowed" and "disabled" in first.message
     critical = [a for a in scene.site.alerts.recent() if a.source == "live"]
     assert len(critical) == 1 and critical[0].level is AlertLevel.CRITICAL
 

@@ -33,16 +33,16 @@ def test_without_paper_keys_the_production_model_trades_its_own_sim_account(engi
     steps = [step_production(scene.site, scene.at(row)) for row in range(10, 20)]
 
     assert scene.site.paper_mode == "sim"
-    assert {s["status"] for s in steps} == {"traded"} and all(s["account"] == "sim" for s in steps)
+    assert {s.status for s in steps} == {"traded"} and all(s.account == "sim" for s in steps)
     trader_id = production_trader_id(GOOD)
-    assert steps[0]["trader_id"] == trader_id and steps[0]["equity"] == 5_000.0
+    assert steps[0].trader_id == trader_id and steps[0].equity == 5_000.0
     account = SimBroker(engine, trader_id, costs=scene.site.load_model(GOOD).costs, initial_cash=5_000.0,
                         clock=scene.clock)
     filled = [o for o in account.orders() if o.status is OrderStatus.FILLED]
     assert filled and all(o.client_order_id.startswith(trader_id) for o in filled)
     assert account.account().equity > 5_000.0  # the good rhythm earns on the zig-zag
     again = step_production(scene.site, scene.at(19))
-    assert again is not None and again["status"] == "skipped_duplicate"
+    assert again is not None and again.status == "skipped_duplicate"
 
 
 def test_with_paper_keys_the_production_model_trades_the_alpaca_paper_account(
@@ -59,7 +59,7 @@ def test_with_paper_keys_the_production_model_trades_the_alpaca_paper_account(
     for row in range(10, 16):
         fake_alpaca.trading.configure(prices=dict(zip(scene.panel.symbols, scene.panel.close[row].tolist())))
         step = step_production(scene.site, scene.at(row))
-        assert step is not None and step["status"] == "traded" and step["account"] == "alpaca-paper"
+        assert step is not None and step.status == "traded" and step.account == "alpaca-paper"
 
     orders = fake_alpaca.trading.orders
     assert orders and all(o["client_order_id"].startswith(production_trader_id(GOOD)) for o in orders)
@@ -87,7 +87,7 @@ def test_kill_halts_every_trader_flattens_every_account_survives_a_restart_and_r
     assert all(b.closing_orders for b in report.brokers)  # both held A0 (bought at row 12)
     restarted = make_scene(sqlite_engines(), settings, POLICIES)  # a new process on the same database
     assert restarted.site.switch.is_halted()
-    assert step_production(restarted.site, restarted.at(14))["status"] == "skipped_halted"
+    assert step_production(restarted.site, restarted.at(14)).status == "skipped_halted"
     assert box.step(run.trader_id, scene.at(14)).status.value == "skipped_halted"
     for trader_id in (production_trader_id(GOOD), run.trader_id):  # the closing sells filled at the halted bar
         account = SimBroker(scene.site.engine, trader_id, costs=scene.site.load_model(GOOD).costs,
@@ -96,5 +96,5 @@ def test_kill_halts_every_trader_flattens_every_account_survives_a_restart_and_r
     assert any(a.source == "kill" for a in restarted.site.alerts.recent())
 
     resume_trading(restarted.site, who="owner", reason="checked", at=scene.at(15))
-    assert step_production(restarted.site, restarted.at(15))["status"] == "traded"
+    assert step_production(restarted.site, restarted.at(15)).status == "traded"
 

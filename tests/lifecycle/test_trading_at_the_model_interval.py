@@ -127,12 +127,12 @@ def test_the_production_trader_steps_a_4h_model_only_when_a_4h_bar_closed(
 
     steps = {clock_bar: step_production(site, clock_bar) for clock_bar in hours(START, HOURS)}
 
-    traded = {bar: s for bar, s in steps.items() if s["status"] != NO_NEW_BAR}
-    assert len(traded) == HOURS // 4 and {s["status"] for s in traded.values()} == {"traded"}
-    assert all(s["bar_time"] == (bar + HOUR - H4).isoformat() for bar, s in traded.items())
-    idle = [s for s in steps.values() if s["status"] == NO_NEW_BAR]
+    traded = {bar: s for bar, s in steps.items() if s.status != NO_NEW_BAR}
+    assert len(traded) == HOURS // 4 and {s.status for s in traded.values()} == {"traded"}
+    assert all(s.bar_time == (bar + HOUR - H4).isoformat() for bar, s in traded.items())
+    idle = [s for s in steps.values() if s.status == NO_NEW_BAR]
     assert len(idle) == HOURS - HOURS // 4
-    assert "trades 4h bars: none closed at" in idle[0]["message"] and "\n" not in idle[0]["message"]
+    assert "trades 4h bars: none closed at" in idle[0].message and "\n" not in idle[0].message
     entries = site.journal.entries(production_trader_id(MODEL))
     assert [e.bar_time for e in entries] == [START + k * H4 for k in range(HOURS // 4)]
     cash = replace(model.env_config, initial_cash=site.settings.production_cash)
@@ -182,9 +182,9 @@ def test_the_live_trader_steps_a_4h_model_by_the_same_rule_and_allocates_only_wh
         fake_alpaca.trading.configure(prices=dict(zip(SYMBOLS, closes.close[row].tolist())))
         steps.append(step_live(site, clock_bar))
 
-    assert [s["status"] for s in steps] == (["no_new_bar"] * 3 + ["traded"]) * 3
-    assert [s["bar_time"] for s in steps if s["status"] == "traded"] == \
+    assert [s.status for s in steps] == (["no_new_bar"] * 3 + ["traded"]) * 3
+    assert [s.bar_time for s in steps if s.status == "traded"] == \
         [(START + k * H4).isoformat() for k in range(3)]
-    assert all("allocation" not in s for s in steps if s["status"] == "no_new_bar")
+    assert all(s.allocation is None for s in steps if s.status == "no_new_bar")
     assert [a.effective_bar for a in allocations(engine, live_trader_id(MODEL), START)][:1] == [START]
     assert [e.bar_time for e in site.journal.entries(live_trader_id(MODEL))] == [START + k * H4 for k in range(3)]
