@@ -1041,7 +1041,7 @@ def restore_cmd(
     force: Annotated[bool, typer.Option("--force", help="Restore even while trader steps or study workers run in the home.")] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Bring a backup back into the home it was taken of; the home's current content is moved aside, not deleted."""
+    """Bring a backup back into its home, or into an empty home elsewhere (then relocated); what the home held is moved aside."""
     from cappuccino_core.backup import BackupError, backups_folder, resolve_backup, restore
     from cappuccino_core.clock import SystemClock
 
