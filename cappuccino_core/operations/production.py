@@ -26,8 +26,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from cappuccino_core.clock import ensure_utc
 from cappuccino_core.data.intervals import Interval
 from cappuccino_core.db import session_factory
@@ -46,7 +44,7 @@ from cappuccino_core.operations.track_records import journal_record
 from cappuccino_core.operations.site import LifecycleSite, live_readiness
 from cappuccino_core.lifecycle.stages import Role
 from cappuccino_core.lifecycle.track_record import TrackRecord
-from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
+from cappuccino_core.trading.bars_provider import closed_bar, next_close
 from cappuccino_core.risk.config import RiskConfig
 
 if TYPE_CHECKING:  # the traders (torch) are imported by the steps: the status board only reads records
@@ -149,7 +147,7 @@ def step_production(site: LifecycleSite, bar_time: datetime) -> TraderStep | Non
     if bar is None:
         return _no_new_bar(site, "production", model_id, bar_time, trader.model.interval)
     if isinstance(trader.broker, SimBroker):
-        feed_sim_bar(site, trader.broker, bar, trader.bars)
+        trader.broker.feed_bar(trader.bars, bar)
     return _outcome("production", model_id, site.paper_mode, trader.step(bar))
 
 
@@ -239,34 +237,6 @@ def step_live(site: LifecycleSite, bar_time: datetime) -> TraderStep | None:
                     site.journal, halted=site.switch.is_halted,
                     in_flight=site.switch.step_in_flight, clock=site.clock)
     return replace(_outcome("live", model_id, "alpaca-live", trader.step(bar)), allocation=allocation.to_dict())
-
-
-def feed_sim_bar(site: LifecycleSite, broker: SimBroker, bar_time: datetime, bars: BarProvider | None = None) -> None:
-    """Give a SimBroker account the bar once: fill pending orders at its open, mark at its close.
-
-    ``bars`` are the bars of the account's model (default the site's, at the base interval).
-    A bar the account has seen, or one not available for every symbol, is left out (the
-    trader then records the missing bar; pending orders wait for the next one).
-    """
-    from cappuccino_core.trading.sim_broker import SimAccountRow
-
-    bars = bars if bars is not None else site.bars
-    bar_time = ensure_utc(bar_time)
-    with session_factory(site.engine)() as session:
-        account = session.get(SimAccountRow, broker.account_id)
-        seen = None if account is None else account.last_bar_time
-    if seen is not None and bar_time <= seen:
-        return
-    try:
-        panel = bars.panel_until(bar_time)
-    except MissingBarsError:
-        return
-    row = panel.num_bars - 1
-    if int(panel.timestamps[row]) != bar_time_ns(bar_time):
-        return
-    opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]), strict=True)}
-    closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]), strict=True)}
-    broker.on_bar(bar_time, opens, closes)
 
 
 def _no_new_bar(site: LifecycleSite, role: str, model_id: str, clock_bar: datetime, interval: Interval) -> TraderStep:

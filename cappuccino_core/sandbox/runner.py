@@ -27,13 +27,12 @@ from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-import numpy as np
 from sqlalchemy import Engine, select, update
 
 from cappuccino_core.clock import Clock, SystemClock, ensure_utc
 from cappuccino_core.db import Base, session_factory
 from cappuccino_core.env.config import EnvConfig
-from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns, closed_bar, next_close
+from cappuccino_core.trading.bars_provider import BarProvider, closed_bar, next_close
 from cappuccino_core.trading.journal import TradeJournal
 from cappuccino_core.trading.model import TradingModel
 from cappuccino_core.risk.layers import RiskConfig
@@ -45,7 +44,7 @@ from cappuccino_core.sandbox.runs import (  # noqa: F401 - re-exported
     run_from_row,
     sandbox_trader_id,
 )
-from cappuccino_core.trading.sim_broker import SimAccountRow, SimBroker
+from cappuccino_core.trading.sim_broker import SimBroker
 from cappuccino_core.trading.trader import StepOutcome, Trader
 
 logger = logging.getLogger(__name__)
@@ -203,7 +202,7 @@ class Sandbox:
         trader = self.trader(trader_id)
         broker = trader.broker
         assert isinstance(broker, SimBroker)
-        self._feed_bar(broker, trader.bars, bar_time)
+        broker.feed_bar(trader.bars, bar_time)
         return trader.step(bar_time)
 
     def step_all(self, clock_bar: datetime) -> dict[str, StepOutcome]:
@@ -229,21 +228,3 @@ class Sandbox:
 
     def _run(self, trader_id: str) -> SandboxRun:
         return load_run(self._sessions, trader_id)
-
-    def _feed_bar(self, broker: SimBroker, bars: BarProvider, bar_time: datetime) -> None:
-        """Fill pending orders at the bar's open and mark at its close, once; a missing bar is left out."""
-        with self._sessions() as session:
-            account = session.get(SimAccountRow, broker.account_id)
-            seen = None if account is None else account.last_bar_time
-        if seen is not None and bar_time <= seen:
-            return
-        try:
-            panel = bars.panel_until(bar_time)
-        except MissingBarsError:
-            return  # the trader records the missing bar; pending orders wait for the next one
-        row = panel.num_bars - 1
-        if int(panel.timestamps[row]) != bar_time_ns(bar_time):
-            return
-        opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]))}
-        closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]))}
-        broker.on_bar(bar_time, opens, closes)

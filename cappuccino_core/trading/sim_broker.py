@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
 from sqlalchemy import (
     Double,
     Engine,
@@ -43,6 +44,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from cappuccino_core.clock import Clock, ensure_utc
+from cappuccino_core.trading.bars_provider import BarProvider, MissingBarsError, bar_time_ns
 from cappuccino_core.data.symbols import parse_symbol, symbol_key
 from cappuccino_core.db import Base, UTCDateTime, session_factory
 from cappuccino_core.accounting import ExecutionCosts, fill_order
@@ -378,6 +380,28 @@ class SimBroker:
             return touched
 
     # -- internals -------------------------------------------------------------------------
+
+    def feed_bar(self, bars: BarProvider, bar_time: datetime) -> None:
+        """Give the account bar ``bar_time`` of ``bars`` once: fill pending orders at its open, mark at its close.
+
+        A bar the account has seen, or one not available for every symbol, is left out (the trader
+        then records the missing bar; pending orders wait for the next one).
+        """
+        bar_time = ensure_utc(bar_time)
+        with self._sessions() as session:
+            seen = self._account_row(session).last_bar_time
+        if seen is not None and bar_time <= seen:
+            return
+        try:
+            panel = bars.panel_until(bar_time)
+        except MissingBarsError:
+            return
+        row = panel.num_bars - 1
+        if int(panel.timestamps[row]) != bar_time_ns(bar_time):
+            return
+        opens = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.open[row]), strict=True)}
+        closes = {s: float(p) for s, p in zip(panel.symbols, np.asarray(panel.close[row]), strict=True)}
+        self.on_bar(bar_time, opens, closes)
 
     def _open_account(self, initial_cash: float, currency: str) -> None:
         """Create the account row, or check a stored one matches."""
