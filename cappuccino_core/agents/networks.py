@@ -97,17 +97,18 @@ class _GaussianActorCritic(nn.Module):
         ``log_prob`` and ``entropy`` are summed over action dimensions (``[B]``). ``prepared``:
         ``obs`` is ``prepare(observations)`` (the dense MLP reads observations as they are).
         """
-        dist = self.distribution(obs)
+        return self._scored(self.action_mean(obs), self.get_value(obs), action, generator)
+
+    def _scored(
+        self, mean: torch.Tensor, value: torch.Tensor, action: torch.Tensor | None, generator: torch.Generator | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(action, log_prob, entropy, value)`` of the policy with ``mean``, sampling when ``action`` is None."""
+        dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
         if action is None:
             # Reparameterised sample with an explicit generator so runs replay exactly.
-            noise = torch.randn(dist.loc.shape, generator=generator, dtype=dist.loc.dtype)
-            action = dist.loc + dist.scale * noise
-        return (
-            action,
-            dist.log_prob(action).sum(-1),
-            dist.entropy().sum(-1),
-            self.get_value(obs),
-        )
+            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+            action = mean + dist.scale * noise
+        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), value
 
     @torch.no_grad()
     def act_deterministic(self, obs: torch.Tensor) -> torch.Tensor:
@@ -176,13 +177,8 @@ class ActorCritic(_GaussianActorCritic):
         hidden = nn.functional.linear(obs, torch.cat([actor_first.weight, critic_first.weight]),
                                       torch.cat([actor_first.bias, critic_first.bias]))
         actor_hidden, critic_hidden = hidden.split([actor_first.out_features, critic_first.out_features], dim=1)
-        mean = self.actor_mean[1:](actor_hidden)
-        dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
-        if action is None:
-            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-            action = mean + dist.scale * noise
-        value = self.critic[1:](critic_hidden).squeeze(-1)
-        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), value
+        return self._scored(self.actor_mean[1:](actor_hidden), self.critic[1:](critic_hidden).squeeze(-1),
+                            action, generator)
 
 
 class SharedTrunkActorCritic(_GaussianActorCritic):
@@ -239,13 +235,7 @@ class SharedTrunkActorCritic(_GaussianActorCritic):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``ActorCritic.get_action_and_value``, running the trunk once for both heads."""
         hidden = self.trunk(obs)
-        mean = self.actor_mean(hidden)
-        dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
-        if action is None:
-            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-            action = mean + dist.scale * noise
-        value = self.critic(hidden).squeeze(-1)
-        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), value
+        return self._scored(self.actor_mean(hidden), self.critic(hidden).squeeze(-1), action, generator)
 
 
 class AssetEncoderActorCritic(_GaussianActorCritic):
@@ -329,13 +319,7 @@ class AssetEncoderActorCritic(_GaussianActorCritic):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """As ``ActorCritic.get_action_and_value``, encoding the observation once for both heads."""
         feats = self.features(obs, prepared=prepared)
-        mean = self.actor_mean(feats)
-        dist = Normal(mean, self.actor_logstd.expand_as(mean).exp())
-        if action is None:
-            noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-            action = mean + dist.scale * noise
-        value = self.critic(feats).squeeze(-1)
-        return action, dist.log_prob(action).sum(-1), dist.entropy().sum(-1), value
+        return self._scored(self.actor_mean(feats), self.critic(feats).squeeze(-1), action, generator)
 
     def describe(self) -> dict[str, object]:
         """Return the architecture and the layout the encoder reads."""
